@@ -1,0 +1,312 @@
+//! Operator writes and the v1 operator API (`POST /api/v1`).
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use http::{header, HeaderMap, Method, StatusCode};
+use mesos_common::http::{negotiate, request_content_type, ContentType, HttpError};
+use mesos_proto::v1::master::{call, response, Call, Response as MasterResponse};
+use mesos_proto::v1::{self as v1};
+
+use super::AppState;
+use crate::core::Master;
+use crate::flags::Flags;
+
+/// `POST /master/teardown` with form body `frameworkId=<id>`.
+pub async fn teardown(State(app): State<AppState>, body: Bytes) -> Response {
+    let framework_id = url::form_urlencoded::parse(&body)
+        .find(|(k, _)| k == "frameworkId")
+        .map(|(_, v)| v.into_owned());
+    let Some(framework_id) = framework_id else {
+        return (StatusCode::BAD_REQUEST, "Missing 'frameworkId' query parameter in the request body").into_response();
+    };
+    let removed = app
+        .master
+        .write(move |m, now| {
+            if m.frameworks.contains_key(&framework_id) {
+                m.remove_framework(&framework_id, now);
+                Ok(())
+            } else {
+                Err(format!("No framework found with specified ID '{framework_id}'"))
+            }
+        })
+        .await;
+    match removed {
+        Some(Ok(())) => StatusCode::OK.into_response(),
+        Some(Err(message)) => (StatusCode::BAD_REQUEST, message).into_response(),
+        None => (StatusCode::SERVICE_UNAVAILABLE, "Master is shutting down").into_response(),
+    }
+}
+
+fn decode(content_type: ContentType, body: &[u8]) -> Result<Call, HttpError> {
+    match content_type {
+        ContentType::Json => mesos_proto::json::from_slice::<Call>(body).map_err(|e| match e {
+            mesos_proto::json::ConvertError::Json(reason) => {
+                HttpError::bad_request(format!("Failed to parse body into JSON: {reason}"))
+            }
+            other => HttpError::bad_request(format!("Failed to convert JSON into Call protobuf: {other}")),
+        }),
+        ContentType::Protobuf => mesos_proto::json::decode_checked::<Call>(body)
+            .map_err(|e| HttpError::bad_request(format!("Failed to parse body into Call protobuf: {e}"))),
+    }
+}
+
+/// `POST /api/v1`.
+pub async fn api(State(app): State<AppState>, method: Method, headers: HeaderMap, body: Bytes) -> Response {
+    match operator(app, method, headers, body).await {
+        Ok(response) => response,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn operator(app: AppState, method: Method, headers: HeaderMap, body: Bytes) -> Result<Response, HttpError> {
+    if method != Method::POST {
+        return Err(HttpError::method_not_allowed("POST"));
+    }
+    let content_type = request_content_type(&headers)?;
+    let call = decode(content_type, &body)?;
+    let Some(kind) = call.r#type.and_then(|t| call::Type::try_from(t).ok()) else {
+        return Err(HttpError::bad_request("Failed to validate master::Call: Expecting 'type' to be present"));
+    };
+    let accept = negotiate(&headers).ok_or_else(|| {
+        HttpError::new(
+            StatusCode::NOT_ACCEPTABLE,
+            "Expecting 'Accept' to allow 'application/json' or 'application/x-protobuf'",
+        )
+    })?;
+    let flags = app.flags.clone();
+    let response = match kind {
+        call::Type::GetHealth => Some(MasterResponse {
+            r#type: Some(response::Type::GetHealth as i32),
+            get_health: Some(response::GetHealth { healthy: true }),
+            ..Default::default()
+        }),
+        call::Type::GetFlags => Some(MasterResponse {
+            r#type: Some(response::Type::GetFlags as i32),
+            get_flags: Some(response::GetFlags { flags: flags_proto(&flags) }),
+            ..Default::default()
+        }),
+        call::Type::GetVersion => Some(MasterResponse {
+            r#type: Some(response::Type::GetVersion as i32),
+            get_version: Some(response::GetVersion { version_info: version_info() }),
+            ..Default::default()
+        }),
+        call::Type::Teardown => {
+            let framework_id = call
+                .teardown
+                .map(|t| t.framework_id.value)
+                .ok_or_else(|| HttpError::bad_request("Failed to validate master::Call: Expecting 'teardown' to be present"))?;
+            let outcome = app
+                .master
+                .write(move |m, now| {
+                    if m.frameworks.contains_key(&framework_id) {
+                        m.remove_framework(&framework_id, now);
+                        true
+                    } else {
+                        false
+                    }
+                })
+                .await;
+            return match outcome {
+                Some(true) => Ok(StatusCode::OK.into_response()),
+                Some(false) => Err(HttpError::bad_request("Framework cannot be found")),
+                None => Err(HttpError::new(StatusCode::SERVICE_UNAVAILABLE, "Master is shutting down")),
+            };
+        }
+        _ => {
+            let read = app.master.read(move |m| read_call(m, kind)).await;
+            match read {
+                Some(Some(response)) => Some(response),
+                Some(None) => None,
+                None => return Err(HttpError::new(StatusCode::SERVICE_UNAVAILABLE, "Master is shutting down")),
+            }
+        }
+    };
+    let Some(response) = response else {
+        return Err(HttpError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            format!("Operator call {} is not supported by this master", kind.as_str_name()),
+        ));
+    };
+    Ok(encode(&response, accept))
+}
+
+fn encode(response: &MasterResponse, accept: ContentType) -> Response {
+    let body = match accept {
+        ContentType::Json => mesos_proto::json::to_string(response).into_bytes(),
+        ContentType::Protobuf => prost::Message::encode_to_vec(response),
+    };
+    (StatusCode::OK, [(header::CONTENT_TYPE, accept.as_str())], body).into_response()
+}
+
+fn flags_proto(flags: &Flags) -> Vec<v1::Flag> {
+    flags
+        .to_map()
+        .into_iter()
+        .map(|(name, value)| v1::Flag { name, value: Some(value) })
+        .collect()
+}
+
+fn version_info() -> v1::VersionInfo {
+    v1::VersionInfo {
+        version: mesos_common::MESOS_VERSION.to_string(),
+        build_user: Some("mesos-rs".into()),
+        ..Default::default()
+    }
+}
+
+fn get_agents(m: &Master) -> response::GetAgents {
+    response::GetAgents {
+        agents: m
+            .agents
+            .values()
+            .map(|a| response::get_agents::Agent {
+                agent_info: a.info.clone(),
+                active: a.connected && a.active,
+                deactivated: Some(!a.active),
+                version: a.version.clone(),
+                pid: Some(a.pid.to_string()),
+                registered_time: Some(time_info(a.registered_time)),
+                reregistered_time: a.reregistered_time.map(time_info),
+                total_resources: a.total.clone().into_vec(),
+                ..Default::default()
+            })
+            .collect(),
+        recovered_agents: m.recovered_agents.values().map(|a| a.info.clone()).collect(),
+    }
+}
+
+fn time_info(seconds: f64) -> v1::TimeInfo {
+    v1::TimeInfo { nanoseconds: (seconds * 1e9) as i64 }
+}
+
+fn framework_proto(f: &crate::core::Framework, active: bool) -> response::get_frameworks::Framework {
+    response::get_frameworks::Framework {
+        framework_info: f.info.clone(),
+        active,
+        connected: f.connected(),
+        recovered: f.recovered,
+        registered_time: Some(time_info(f.registered_time)),
+        reregistered_time: f.reregistered_time.map(time_info),
+        unregistered_time: f.unregistered_time.map(time_info),
+        ..Default::default()
+    }
+}
+
+fn get_frameworks(m: &Master) -> response::GetFrameworks {
+    response::GetFrameworks {
+        frameworks: m.frameworks.values().map(|f| framework_proto(f, f.connected())).collect(),
+        completed_frameworks: m.completed_frameworks.iter().map(|f| framework_proto(f, false)).collect(),
+        recovered_frameworks: vec![],
+    }
+}
+
+fn get_tasks(m: &Master) -> response::GetTasks {
+    response::GetTasks {
+        tasks: m.frameworks.values().flat_map(|f| f.tasks.values().cloned()).collect(),
+        unreachable_tasks: m.frameworks.values().flat_map(|f| f.unreachable_tasks.values().cloned()).collect(),
+        completed_tasks: m
+            .frameworks
+            .values()
+            .chain(m.completed_frameworks.iter())
+            .flat_map(|f| f.completed_tasks.iter().cloned())
+            .collect(),
+        ..Default::default()
+    }
+}
+
+fn get_executors(m: &Master) -> response::GetExecutors {
+    response::GetExecutors {
+        executors: m
+            .frameworks
+            .values()
+            .flat_map(|f| {
+                f.executors.iter().map(|((agent_id, _), e)| response::get_executors::Executor {
+                    executor_info: e.clone(),
+                    agent_id: v1::AgentId { value: agent_id.clone() },
+                })
+            })
+            .collect(),
+        orphan_executors: vec![],
+    }
+}
+
+fn read_call(m: &Master, kind: call::Type) -> Option<MasterResponse> {
+    let mut response = MasterResponse::default();
+    match kind {
+        call::Type::GetMetrics => {
+            let metrics = super::state::metrics_json(m);
+            let list = metrics
+                .as_object()
+                .map(|o| {
+                    o.iter()
+                        .map(|(name, value)| v1::Metric { name: name.clone(), value: value.as_f64() })
+                        .collect()
+                })
+                .unwrap_or_default();
+            response.r#type = Some(response::Type::GetMetrics as i32);
+            response.get_metrics = Some(response::GetMetrics { metrics: list });
+        }
+        call::Type::GetState => {
+            response.r#type = Some(response::Type::GetState as i32);
+            response.get_state = Some(response::GetState {
+                get_tasks: Some(get_tasks(m)),
+                get_executors: Some(get_executors(m)),
+                get_frameworks: Some(get_frameworks(m)),
+                get_agents: Some(get_agents(m)),
+            });
+        }
+        call::Type::GetAgents => {
+            response.r#type = Some(response::Type::GetAgents as i32);
+            response.get_agents = Some(get_agents(m));
+        }
+        call::Type::GetFrameworks => {
+            response.r#type = Some(response::Type::GetFrameworks as i32);
+            response.get_frameworks = Some(get_frameworks(m));
+        }
+        call::Type::GetExecutors => {
+            response.r#type = Some(response::Type::GetExecutors as i32);
+            response.get_executors = Some(get_executors(m));
+        }
+        call::Type::GetTasks => {
+            response.r#type = Some(response::Type::GetTasks as i32);
+            response.get_tasks = Some(get_tasks(m));
+        }
+        call::Type::GetRoles => {
+            let roles = super::state::roles_json(m);
+            let list = roles["roles"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .map(|r| v1::Role {
+                            name: r["name"].as_str().unwrap_or_default().to_string(),
+                            weight: r["weight"].as_f64().unwrap_or(1.0),
+                            frameworks: r["frameworks"]
+                                .as_array()
+                                .map(|f| {
+                                    f.iter()
+                                        .filter_map(|id| id.as_str())
+                                        .map(|id| v1::FrameworkId { value: id.to_string() })
+                                        .collect()
+                                })
+                                .unwrap_or_default(),
+                            ..Default::default()
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            response.r#type = Some(response::Type::GetRoles as i32);
+            response.get_roles = Some(response::GetRoles { roles: list });
+        }
+        call::Type::GetMaster => {
+            response.r#type = Some(response::Type::GetMaster as i32);
+            response.get_master = Some(response::GetMaster {
+                master_info: Some(m.info.clone()),
+                start_time: Some(m.start_time),
+                elected_time: Some(m.start_time),
+            });
+        }
+        _ => return None,
+    }
+    Some(response)
+}

@@ -1,0 +1,168 @@
+//! `POST /api/v1/scheduler`: decoding, Mesos's status codes in Mesos's
+//! order, and the SUBSCRIBE event stream with heartbeats.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use http::{header, HeaderMap, Method, StatusCode};
+use mesos_common::http::{negotiate, request_content_type, ContentType, HttpError};
+use mesos_proto::v1::scheduler::{call, event, Call, Event};
+use tokio::sync::{mpsc, oneshot};
+
+use super::AppState;
+use crate::actor::{Command, MasterHandle};
+use crate::core::framework::encode_event;
+use crate::core::scheduler::{validate_call, CallReply};
+use crate::core::HEARTBEAT_INTERVAL_SECS;
+
+/// Decodes a Call body in the given encoding, with Mesos's error texts.
+pub fn decode_call(content_type: ContentType, body: &[u8]) -> Result<Call, HttpError> {
+    match content_type {
+        ContentType::Json => {
+            mesos_proto::json::from_slice::<Call>(body).map_err(|e| match e {
+                mesos_proto::json::ConvertError::Json(reason) => {
+                    HttpError::bad_request(format!("Failed to parse body into JSON: {reason}"))
+                }
+                other => HttpError::bad_request(format!("Failed to convert JSON into Call protobuf: {other}")),
+            })
+        }
+        ContentType::Protobuf => mesos_proto::json::decode_checked::<Call>(body)
+            .map_err(|e| HttpError::bad_request(format!("Failed to parse body into Call protobuf: {e}"))),
+    }
+}
+
+/// The handler.
+pub async fn handle(State(app): State<AppState>, method: Method, headers: HeaderMap, body: Bytes) -> Response {
+    match scheduler(app, method, headers, body).await {
+        Ok(response) => response,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn scheduler(app: AppState, method: Method, headers: HeaderMap, body: Bytes) -> Result<Response, HttpError> {
+    if method != Method::POST {
+        return Err(HttpError::method_not_allowed("POST"));
+    }
+    let content_type = request_content_type(&headers)?;
+    let call = decode_call(content_type, &body)?;
+    validate_call(&call).map_err(|e| HttpError::bad_request(format!("Failed to validate scheduler::Call: {e}")))?;
+    let stream_id = headers
+        .get("mesos-stream-id")
+        .map(|v| v.to_str().unwrap_or_default().to_string());
+    if call.r#type == Some(call::Type::Subscribe as i32) {
+        let Some(accept) = negotiate(&headers) else {
+            return Err(HttpError::new(
+                StatusCode::NOT_ACCEPTABLE,
+                "Expecting 'Accept' to allow 'application/json' or 'application/x-protobuf'",
+            ));
+        };
+        if stream_id.is_some() {
+            return Err(HttpError::bad_request("Subscribe calls should not include the 'Mesos-Stream-Id' header"));
+        }
+        let (tx, rx) = oneshot::channel();
+        app.master.send(Command::Subscribe { call, content_type: accept, reply: tx });
+        let subscription = rx.await.map_err(|_| unavailable())?;
+        let stream = event_stream(
+            subscription.records,
+            accept,
+            app.master.clone(),
+            subscription.framework_id,
+            subscription.stream_id.clone(),
+        );
+        return Ok((
+            StatusCode::OK,
+            [
+                (header::CONTENT_TYPE, accept.as_str().to_string()),
+                (header::HeaderName::from_static("mesos-stream-id"), subscription.stream_id),
+            ],
+            Body::from_stream(stream),
+        )
+            .into_response());
+    }
+    let (tx, rx) = oneshot::channel();
+    app.master.send(Command::Call { call, stream_id, reply: tx });
+    match rx.await.map_err(|_| unavailable())?? {
+        CallReply::Accepted => Ok(StatusCode::ACCEPTED.into_response()),
+        CallReply::Ok => Ok(StatusCode::OK.into_response()),
+    }
+}
+
+fn unavailable() -> HttpError {
+    HttpError::new(StatusCode::SERVICE_UNAVAILABLE, "Master is shutting down")
+}
+
+/// Tells the master when the HTTP response is dropped (client gone).
+struct CloseGuard {
+    master: MasterHandle,
+    framework_id: Option<String>,
+    stream_id: String,
+}
+
+impl Drop for CloseGuard {
+    fn drop(&mut self) {
+        if let Some(framework_id) = self.framework_id.take() {
+            self.master.send(Command::StreamClosed {
+                framework_id,
+                stream_id: std::mem::take(&mut self.stream_id),
+            });
+        }
+    }
+}
+
+struct StreamState {
+    records: mpsc::UnboundedReceiver<Bytes>,
+    heartbeat: tokio::time::Interval,
+    heartbeat_record: Bytes,
+    _guard: CloseGuard,
+}
+
+/// The response body: records from the master, plus a HEARTBEAT every 15 s
+/// (the first one is queued by the master right after SUBSCRIBED). Ends when
+/// the master drops the sender.
+fn event_stream(
+    records: mpsc::UnboundedReceiver<Bytes>,
+    content_type: ContentType,
+    master: MasterHandle,
+    framework_id: Option<String>,
+    stream_id: String,
+) -> impl futures::Stream<Item = Result<Bytes, Infallible>> {
+    let period = Duration::from_secs_f64(HEARTBEAT_INTERVAL_SECS);
+    let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let heartbeat_event = Event {
+        r#type: Some(event::Type::Heartbeat as i32),
+        ..Default::default()
+    };
+    let state = StreamState {
+        records,
+        heartbeat,
+        heartbeat_record: encode_event(&heartbeat_event, content_type),
+        _guard: CloseGuard { master, framework_id, stream_id },
+    };
+    futures::stream::unfold(state, |mut state| async move {
+        tokio::select! {
+            biased;
+            record = state.records.recv() => {
+                let mut record = record?;
+                // Send everything already queued as one chunk.
+                while let Ok(more) = state.records.try_recv() {
+                    let mut joined = Vec::with_capacity(record.len() + more.len());
+                    joined.extend_from_slice(&record);
+                    joined.extend_from_slice(&more);
+                    record = Bytes::from(joined);
+                    if record.len() > 64 * 1024 {
+                        break;
+                    }
+                }
+                Some((Ok(record), state))
+            }
+            _ = state.heartbeat.tick() => {
+                let record = state.heartbeat_record.clone();
+                Some((Ok(record), state))
+            }
+        }
+    })
+}

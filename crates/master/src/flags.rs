@@ -18,7 +18,7 @@ pub enum RegistryKind {
 
 /// The Mesos master.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "mesos-master", version = mesos_common::MESOS_VERSION, about = "The Mesos master: scheduler and operator APIs, agents' registry and the allocator.")]
+#[command(name = "mesos-master", rename_all = "snake_case", version = mesos_common::MESOS_VERSION, about = "The Mesos master: scheduler and operator APIs, agents' registry and the allocator.")]
 pub struct Flags {
     /// IP address to listen on.
     #[arg(long, env = "MESOS_IP", default_value = "127.0.0.1")]

@@ -159,6 +159,8 @@ def parse_args():
     p.add_argument("--resubscribe", metavar="FRAMEWORK_ID")
     p.add_argument("--reconcile", action="store_true")
     p.add_argument("--failover-timeout", type=float, default=3600.0)
+    p.add_argument("--checkpoint", action="store_true",
+                   help="set FrameworkInfo.checkpoint (implied by --long): tasks survive agent restarts")
     p.add_argument("--name", default="pymesos-echo")
     args = p.parse_args()
     if args.long:
@@ -175,6 +177,8 @@ def main():
         "hostname": socket.gethostname(),
         "failover_timeout": args.failover_timeout,
     }
+    if args.checkpoint or args.long:
+        framework["checkpoint"] = True
     if args.resubscribe is not None:
         framework["id"] = {"value": args.resubscribe}
     driver = MesosSchedulerDriver(sched, framework, args.master, use_addict=True)

@@ -10,7 +10,7 @@ use mesos_master::flags::Flags as MasterFlags;
 
 /// A local cluster: one master and one agent on 127.0.0.1.
 #[derive(Debug, Parser)]
-#[command(name = "mesos-local", version = mesos_common::MESOS_VERSION)]
+#[command(name = "mesos-local", rename_all = "snake_case", version = mesos_common::MESOS_VERSION)]
 struct Flags {
     /// Master port.
     #[arg(long, env = "MESOS_LOCAL_MASTER_PORT", default_value_t = 5050)]

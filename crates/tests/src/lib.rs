@@ -1,0 +1,246 @@
+//! Test harness: starts the real `mesos-master` and `mesos-agent` binaries on
+//! free loopback ports and talks to them only over their public protocols.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// Directory holding the workspace's binaries (`target/<profile>`).
+pub fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test> → target/<profile>
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test executable lives in target/<profile>/deps")
+        .to_path_buf();
+    dir
+}
+
+/// Path of a workspace binary, which must have been built.
+pub fn binary(name: &str) -> PathBuf {
+    let path = bin_dir().join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build the workspace binaries first (`cargo build --bins`; nextest does this)",
+        path.display()
+    );
+    path
+}
+
+/// A port nothing listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind an ephemeral port")
+}
+
+/// A child process killed (SIGKILL) when dropped.
+pub struct Proc {
+    /// The child.
+    pub child: Child,
+    /// What it is, for messages.
+    pub name: String,
+    /// File holding its stderr.
+    pub log: PathBuf,
+}
+
+impl Proc {
+    /// Sends SIGKILL and reaps it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// The process's log so far (for assertion messages).
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn spawn(name: &str, program: &Path, args: &[String], log: &Path) -> Proc {
+    let stderr = std::fs::File::create(log).expect("create log file");
+    let stdout = stderr.try_clone().expect("clone log handle");
+    let child = Command::new(program)
+        .args(args)
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(stdout)
+        .stderr(stderr)
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {}: {e}", program.display()));
+    Proc {
+        child,
+        name: name.to_string(),
+        log: log.to_path_buf(),
+    }
+}
+
+/// A master and agents with their own work directories.
+pub struct Cluster {
+    /// Scratch space; removed on drop.
+    pub dir: tempfile::TempDir,
+    /// Master port.
+    pub master_port: u16,
+    /// The master process.
+    pub master: Option<Proc>,
+    /// Agent ports, in start order.
+    pub agent_ports: Vec<u16>,
+    /// Agent processes, in start order.
+    pub agents: Vec<Option<Proc>>,
+    /// Extra master flags.
+    pub master_args: Vec<String>,
+}
+
+impl Cluster {
+    /// A started master with `agents` agents, each registered.
+    pub fn start(agents: usize) -> Cluster {
+        Self::start_with(agents, &[])
+    }
+
+    /// As [`Cluster::start`], with extra master flags.
+    pub fn start_with(agents: usize, master_args: &[&str]) -> Cluster {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut cluster = Cluster {
+            dir,
+            master_port: free_port(),
+            master: None,
+            agent_ports: Vec::new(),
+            agents: Vec::new(),
+            master_args: master_args.iter().map(|s| s.to_string()).collect(),
+        };
+        cluster.start_master();
+        for _ in 0..agents {
+            cluster.add_agent();
+        }
+        cluster.wait_for_agents(agents);
+        cluster
+    }
+
+    /// `127.0.0.1:<port>` of the master.
+    pub fn master_address(&self) -> String {
+        format!("127.0.0.1:{}", self.master_port)
+    }
+
+    /// `http://127.0.0.1:<port>` of the master.
+    pub fn master_url(&self) -> String {
+        format!("http://{}", self.master_address())
+    }
+
+    /// (Re)starts the master on its port with its work dir.
+    pub fn start_master(&mut self) {
+        let mut args = vec![
+            "--ip=127.0.0.1".to_string(),
+            format!("--port={}", self.master_port),
+            format!("--work_dir={}", self.dir.path().join("master").display()),
+            "--allocation_interval=100ms".to_string(),
+        ];
+        args.extend(self.master_args.iter().cloned());
+        let log = self.dir.path().join(format!("master-{}.log", Instant::now().elapsed().as_nanos()));
+        let proc = spawn("master", &binary("mesos-master"), &args, &log);
+        self.master = Some(proc);
+        wait_until(Duration::from_secs(20), "master /health", || {
+            http_status(&format!("{}/health", self.master_url())) == Some(200)
+        });
+    }
+
+    /// Starts one more agent.
+    pub fn add_agent(&mut self) -> usize {
+        let port = free_port();
+        self.agent_ports.push(port);
+        self.agents.push(None);
+        let index = self.agents.len() - 1;
+        self.start_agent(index);
+        index
+    }
+
+    /// (Re)starts agent `index` with its port and work dir.
+    pub fn start_agent(&mut self, index: usize) {
+        let port = self.agent_ports[index];
+        let work_dir = self.dir.path().join(format!("agent{index}"));
+        let args = vec![
+            format!("--master={}", self.master_address()),
+            "--ip=127.0.0.1".to_string(),
+            format!("--port={port}"),
+            format!("--work_dir={}", work_dir.display()),
+            "--resources=cpus:4;mem:4096;disk:10000;ports:[31000-32000]".to_string(),
+            "--registration_backoff_factor=100ms".to_string(),
+        ];
+        let log = self.dir.path().join(format!("agent{index}-{}.log", uuid::Uuid::new_v4()));
+        let proc = spawn(&format!("agent{index}"), &binary("mesos-agent"), &args, &log);
+        self.agents[index] = Some(proc);
+    }
+
+    /// Waits until the master lists `n` active agents.
+    pub fn wait_for_agents(&self, n: usize) {
+        let url = format!("{}/master/slaves", self.master_url());
+        wait_until(Duration::from_secs(30), &format!("{n} active agents"), || {
+            get_json(&url)
+                .and_then(|v| v["slaves"].as_array().map(|a| a.iter().filter(|s| s["active"] == true).count()))
+                == Some(n)
+        });
+    }
+
+    /// Everything the processes logged, for failure messages.
+    pub fn logs(&self) -> String {
+        let mut out = String::new();
+        for p in self.master.iter().chain(self.agents.iter().flatten()) {
+            out.push_str(&format!("===== {} =====\n{}\n", p.name, p.log_text()));
+        }
+        out
+    }
+}
+
+/// Polls `check` until it holds or `timeout` passes (then panics).
+pub fn wait_until(timeout: Duration, what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if check() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("timed out after {timeout:?} waiting for {what}");
+}
+
+fn blocking_client() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("http client")
+}
+
+/// GET → status code, `None` when the server is unreachable.
+pub fn http_status(url: &str) -> Option<u16> {
+    blocking_client().get(url).send().ok().map(|r| r.status().as_u16())
+}
+
+/// GET → JSON body, `None` on any failure.
+pub fn get_json(url: &str) -> Option<Value> {
+    blocking_client().get(url).send().ok()?.json().ok()
+}
+
+/// The Python interpreter with pymesos, or `None` (tests then skip with a
+/// printed reason; CI sets it).
+pub fn python() -> Option<PathBuf> {
+    if let Ok(p) = std::env::var("MESOS_TEST_PYTHON") {
+        return Some(PathBuf::from(p));
+    }
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python");
+    venv.exists().then_some(venv)
+}
+
+/// Path of a script under `crates/tests/python`.
+pub fn script(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("python").join(name)
+}

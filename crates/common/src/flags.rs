@@ -46,11 +46,11 @@ pub fn format_duration(d: Duration) -> String {
         format!("{}us", d.as_micros())
     } else if secs < 1.0 {
         format!("{}ms", d.as_millis())
-    } else if d.as_secs() % 86400 == 0 && d.subsec_nanos() == 0 && secs >= 86400.0 {
+    } else if d.as_secs().is_multiple_of(86400) && d.subsec_nanos() == 0 && secs >= 86400.0 {
         format!("{}days", d.as_secs() / 86400)
-    } else if d.as_secs() % 3600 == 0 && d.subsec_nanos() == 0 {
+    } else if d.as_secs().is_multiple_of(3600) && d.subsec_nanos() == 0 {
         format!("{}hrs", d.as_secs() / 3600)
-    } else if d.as_secs() % 60 == 0 && d.subsec_nanos() == 0 {
+    } else if d.as_secs().is_multiple_of(60) && d.subsec_nanos() == 0 {
         format!("{}mins", d.as_secs() / 60)
     } else {
         format!("{secs}secs")
@@ -106,7 +106,10 @@ pub fn parse_or_exit<T: clap::Parser>() -> T {
                     .lines()
                     .find(|l| l.starts_with("error:"))
                     .unwrap_or_else(|| rendered.lines().next().unwrap_or("invalid flags"));
-                eprintln!("Failed to load flags: {}", line.trim_start_matches("error: "));
+                eprintln!(
+                    "Failed to load flags: {}",
+                    line.trim_start_matches("error: ")
+                );
                 std::process::exit(1);
             }
         },
@@ -129,7 +132,15 @@ mod tests {
         assert_eq!(parse_duration("100ms"), Ok(Duration::from_millis(100)));
         assert_eq!(parse_duration("1mins"), Ok(Duration::from_secs(60)));
         assert_eq!(parse_duration("0.5hrs"), Ok(Duration::from_secs(1800)));
-        for bad in ["", "15", "secs", "1.2.3secs", "-1secs", "1 secs", "1parsecs"] {
+        for bad in [
+            "",
+            "15",
+            "secs",
+            "1.2.3secs",
+            "-1secs",
+            "1 secs",
+            "1parsecs",
+        ] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
     }

@@ -107,7 +107,11 @@ pub fn negotiate(headers: &HeaderMap) -> Option<ContentType> {
     let mut best: Option<(f32, ContentType)> = None;
     for part in accept.split(',') {
         let mut pieces = part.split(';');
-        let media = pieces.next().unwrap_or_default().trim().to_ascii_lowercase();
+        let media = pieces
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_ascii_lowercase();
         let q = pieces
             .filter_map(|p| p.trim().strip_prefix("q="))
             .find_map(|q| q.parse::<f32>().ok())
@@ -165,26 +169,50 @@ mod tests {
 
     #[test]
     fn content_type_rules_follow_mesos() {
-        assert_eq!(request_content_type(&headers(&[])).expect_err("missing").status, StatusCode::BAD_REQUEST);
         assert_eq!(
-            request_content_type(&headers(&[("content-type", "text/plain")])).expect_err("wrong").status,
+            request_content_type(&headers(&[]))
+                .expect_err("missing")
+                .status,
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            request_content_type(&headers(&[("content-type", "text/plain")]))
+                .expect_err("wrong")
+                .status,
             StatusCode::UNSUPPORTED_MEDIA_TYPE
         );
         assert_eq!(
-            request_content_type(&headers(&[("content-type", "application/json; charset=utf-8")])).expect_err("params").status,
+            request_content_type(&headers(&[(
+                "content-type",
+                "application/json; charset=utf-8"
+            )]))
+            .expect_err("params")
+            .status,
             StatusCode::UNSUPPORTED_MEDIA_TYPE
         );
-        assert_eq!(request_content_type(&headers(&[("content-type", "application/x-protobuf")])).ok(), Some(ContentType::Protobuf));
+        assert_eq!(
+            request_content_type(&headers(&[("content-type", "application/x-protobuf")])).ok(),
+            Some(ContentType::Protobuf)
+        );
     }
 
     #[test]
     fn accept_negotiation() {
         assert_eq!(negotiate(&headers(&[])), Some(ContentType::Json));
-        assert_eq!(negotiate(&headers(&[("accept", "application/x-protobuf")])), Some(ContentType::Protobuf));
-        assert_eq!(negotiate(&headers(&[("accept", "*/*")])), Some(ContentType::Json));
+        assert_eq!(
+            negotiate(&headers(&[("accept", "application/x-protobuf")])),
+            Some(ContentType::Protobuf)
+        );
+        assert_eq!(
+            negotiate(&headers(&[("accept", "*/*")])),
+            Some(ContentType::Json)
+        );
         assert_eq!(negotiate(&headers(&[("accept", "text/html")])), None);
         assert_eq!(
-            negotiate(&headers(&[("accept", "application/json;q=0.5, application/x-protobuf")])),
+            negotiate(&headers(&[(
+                "accept",
+                "application/json;q=0.5, application/x-protobuf"
+            )])),
             Some(ContentType::Protobuf)
         );
     }

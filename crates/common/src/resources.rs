@@ -291,7 +291,11 @@ impl Resources {
 
     /// The distinct resource names, sorted.
     pub fn names(&self) -> Vec<&str> {
-        let mut names: Vec<&str> = self.entries.iter().map(|e| e.resource.name.as_str()).collect();
+        let mut names: Vec<&str> = self
+            .entries
+            .iter()
+            .map(|e| e.resource.name.as_str())
+            .collect();
         names.sort_unstable();
         names.dedup();
         names
@@ -340,7 +344,12 @@ impl Resources {
     /// The resources for which `keep` holds.
     pub fn filter(&self, mut keep: impl FnMut(&Resource) -> bool) -> Resources {
         Resources {
-            entries: self.entries.iter().filter(|e| keep(&e.resource)).cloned().collect(),
+            entries: self
+                .entries
+                .iter()
+                .filter(|e| keep(&e.resource))
+                .cloned()
+                .collect(),
         }
     }
 
@@ -642,7 +651,10 @@ pub fn reservation_role(resource: &Resource) -> Option<&str> {
 
 /// The role `resource` is allocated to (`allocation_info.role`), if any.
 pub fn allocation_role(resource: &Resource) -> Option<&str> {
-    resource.allocation_info.as_ref().and_then(|a| a.role.as_deref())
+    resource
+        .allocation_info
+        .as_ref()
+        .and_then(|a| a.role.as_deref())
 }
 
 /// Whether `child` is a strict descendant of `parent` in the role tree
@@ -773,7 +785,9 @@ fn value_contains(big: &Resource, small: &Resource) -> bool {
         RANGES => ranges_contain(ranges_of(big), ranges_of(small)),
         SET => {
             let have = items_of(big);
-            items_of(small).iter().all(|i| have.binary_search(i).is_ok())
+            items_of(small)
+                .iter()
+                .all(|i| have.binary_search(i).is_ok())
         }
         _ => false,
     }
@@ -887,7 +901,11 @@ fn upgrade_reservations(r: &mut Resource) -> Result<(), ResourcesError> {
     for info in &r.reservations {
         match info.role.as_deref() {
             Some(role) if valid_role(role) => {}
-            _ => return Err(invalid("every reservation needs a valid role other than '*'")),
+            _ => {
+                return Err(invalid(
+                    "every reservation needs a valid role other than '*'",
+                ))
+            }
         }
     }
     Ok(())
@@ -903,9 +921,9 @@ fn valid_role(role: &str) -> bool {
         && role
             .split('/')
             .all(|part| part != "." && part != ".." && !part.starts_with('-'))
-        && !role
-            .chars()
-            .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '\\' | '(' | ')' | ';' | ':'))
+        && !role.chars().any(|c| {
+            c.is_whitespace() || c.is_control() || matches!(c, '\\' | '(' | ')' | ';' | ':')
+        })
 }
 
 // ---------------------------------------------------------------------------
@@ -944,7 +962,7 @@ fn union_ranges(a: &[Range], b: &[Range]) -> Vec<Range> {
             Some(last) if next.begin <= last.end.saturating_add(1) => {
                 last.end = last.end.max(next.end);
             }
-            _ => out.push(next.clone()),
+            _ => out.push(*next),
         }
     }
     out
@@ -1026,9 +1044,11 @@ fn union_sorted(a: &[String], b: &[String]) -> Vec<String> {
 
 /// Parses one `name(role):value` piece into an unvalidated resource.
 fn parse_piece(piece: &str, default_role: &str) -> Result<Resource, ResourcesError> {
-    let (head, value) = piece.split_once(':').ok_or_else(|| ResourcesError::Syntax {
-        piece: piece.to_owned(),
-    })?;
+    let (head, value) = piece
+        .split_once(':')
+        .ok_or_else(|| ResourcesError::Syntax {
+            piece: piece.to_owned(),
+        })?;
     if value.contains(':') {
         return Err(ResourcesError::Syntax {
             piece: piece.to_owned(),
@@ -1038,9 +1058,11 @@ fn parse_piece(piece: &str, default_role: &str) -> Result<Resource, ResourcesErr
     let value = value.trim();
     let (name, role) = match head.split_once('(') {
         Some((name, rest)) => {
-            let role = rest.strip_suffix(')').ok_or_else(|| ResourcesError::Syntax {
-                piece: piece.to_owned(),
-            })?;
+            let role = rest
+                .strip_suffix(')')
+                .ok_or_else(|| ResourcesError::Syntax {
+                    piece: piece.to_owned(),
+                })?;
             (name.trim(), role.trim())
         }
         None => (head, default_role),
@@ -1080,8 +1102,14 @@ fn parse_piece(piece: &str, default_role: &str) -> Result<Resource, ResourcesErr
             let (begin, end) = part
                 .split_once('-')
                 .ok_or_else(|| bad("expected ranges like [31000-32000, 33000-33010]"))?;
-            let begin: u64 = begin.trim().parse().map_err(|_| bad("range bound is not a number"))?;
-            let end: u64 = end.trim().parse().map_err(|_| bad("range bound is not a number"))?;
+            let begin: u64 = begin
+                .trim()
+                .parse()
+                .map_err(|_| bad("range bound is not a number"))?;
+            let end: u64 = end
+                .trim()
+                .parse()
+                .map_err(|_| bad("range bound is not a number"))?;
             if begin > end {
                 return Err(bad("range begin is greater than its end"));
             }
@@ -1130,11 +1158,10 @@ fn parse_json(text: &str, default_role: &str) -> Result<Resources, ResourcesErro
     };
     let mut out = Resources::default();
     for (index, item) in items.into_iter().enumerate() {
-        let mut resource = mesos_proto::json::from_value::<Resource>(item).map_err(|e| {
-            ResourcesError::Json {
+        let mut resource =
+            mesos_proto::json::from_value::<Resource>(item).map_err(|e| ResourcesError::Json {
                 reason: format!("element {index}: {e}"),
-            }
-        })?;
+            })?;
         let unreserved = resource.reservations.is_empty()
             && resource.reservation.is_none()
             && resource.role.as_deref().is_none_or(|r| r == "*");
@@ -1204,7 +1231,10 @@ impl fmt::Display for ResourceText<'_> {
         }
         if let Some(disk) = &r.disk {
             if let Some(p) = &disk.persistence {
-                let path = disk.volume.as_ref().map_or("", |v| v.container_path.as_str());
+                let path = disk
+                    .volume
+                    .as_ref()
+                    .map_or("", |v| v.container_path.as_str());
                 write!(f, "[{}:{}]", p.id, path)?;
             } else if let Some(source) = &disk.source {
                 let kind = disk_info::source::Type::try_from(source.r#type)
@@ -1371,15 +1401,26 @@ mod tests {
 
     #[test]
     fn malformed_text_is_rejected_naming_the_piece() {
-        assert!(matches!(err("cpus:"), ResourcesError::BadValue { ref name, .. } if name == "cpus"));
+        assert!(
+            matches!(err("cpus:"), ResourcesError::BadValue { ref name, .. } if name == "cpus")
+        );
         assert_eq!(
             err("cpus:x").to_string(),
             "Bad value for resource 'cpus': 'x' (not a number)"
         );
-        assert!(err("cpus:x").to_string().starts_with("Bad value for resource 'cpus': 'x'"));
-        assert!(matches!(err("ports:[5-1]"), ResourcesError::BadValue { ref value, .. } if value == "[5-1]"));
-        assert!(matches!(err("ports:[1-2"), ResourcesError::BadValue { ref reason, .. } if reason.contains("]")));
-        assert!(matches!(err("ports:[a-2]"), ResourcesError::BadValue { .. }));
+        assert!(err("cpus:x")
+            .to_string()
+            .starts_with("Bad value for resource 'cpus': 'x'"));
+        assert!(
+            matches!(err("ports:[5-1]"), ResourcesError::BadValue { ref value, .. } if value == "[5-1]")
+        );
+        assert!(
+            matches!(err("ports:[1-2"), ResourcesError::BadValue { ref reason, .. } if reason.contains("]"))
+        );
+        assert!(matches!(
+            err("ports:[a-2]"),
+            ResourcesError::BadValue { .. }
+        ));
         assert!(matches!(err("ports:[12]"), ResourcesError::BadValue { .. }));
         assert!(matches!(err("foo:{a,b"), ResourcesError::BadValue { .. }));
         assert!(matches!(err(":3"), ResourcesError::EmptyName { ref piece } if piece == ":3"));
@@ -1420,7 +1461,10 @@ mod tests {
         let e = err(r#"[{"name":"cpus","type":"SCALAR","scalar":{"value":-1}}]"#);
         assert!(matches!(e, ResourcesError::InvalidScalar { .. }), "{e}");
         let e = err(r#"[{"type":"SCALAR","scalar":{"value":1}}]"#);
-        assert!(matches!(e, ResourcesError::Json { ref reason } if reason.contains("element 0")), "{e}");
+        assert!(
+            matches!(e, ResourcesError::Json { ref reason } if reason.contains("element 0")),
+            "{e}"
+        );
         assert!(matches!(err("[1,"), ResourcesError::Json { .. }));
     }
 
@@ -1443,7 +1487,14 @@ mod tests {
             ..Default::default()
         };
         let e = Resources::new(vec![bad_range]).expect_err("bad range");
-        assert!(matches!(e, ResourcesError::InvalidRange { begin: 9, end: 3, .. }));
+        assert!(matches!(
+            e,
+            ResourcesError::InvalidRange {
+                begin: 9,
+                end: 3,
+                ..
+            }
+        ));
         let mut text = scalar("cpus", 1.0);
         text.r#type = value::Type::Text as i32;
         text.scalar = None;
@@ -1718,14 +1769,19 @@ mod tests {
             let mut a = Vec::new();
             let mut b = Vec::new();
             for (name, thousandths, (reserved, allocated), to_a) in scalars {
-                let r = decorate(scalar(name, f64::from(thousandths) / 1000.0), reserved, allocated);
+                let r = decorate(
+                    scalar(name, f64::from(thousandths) / 1000.0),
+                    reserved,
+                    allocated,
+                );
                 if to_a {
                     a.push(r);
                 } else {
                     b.push(r);
                 }
             }
-            for (block, (ports, items, (reserved, allocated))) in structured.into_iter().enumerate() {
+            for (block, (ports, items, (reserved, allocated))) in structured.into_iter().enumerate()
+            {
                 let block = block as u64;
                 for (who, out) in [(1u8, &mut a), (2u8, &mut b)] {
                     out.push(decorate(
@@ -1774,7 +1830,10 @@ mod tests {
             name: "ports".into(),
             r#type: RANGES,
             ranges: Some(Ranges {
-                range: ranges.iter().map(|&(begin, end)| Range { begin, end }).collect(),
+                range: ranges
+                    .iter()
+                    .map(|&(begin, end)| Range { begin, end })
+                    .collect(),
             }),
             ..Default::default()
         }])

@@ -97,7 +97,12 @@ impl Transport {
     /// order per peer; a failure drops the message (as libprocess does) and
     /// the next message reconnects.
     pub fn send<M: prost::Message + prost::Name>(&self, from: &Upid, to: &Upid, message: &M) {
-        self.send_raw(from, to, M::full_name(), Bytes::from(message.encode_to_vec()));
+        self.send_raw(
+            from,
+            to,
+            M::full_name(),
+            Bytes::from(message.encode_to_vec()),
+        );
     }
 
     /// Queues an already-encoded message.
@@ -344,7 +349,9 @@ mod tests {
         let from = Upid::new("master", "127.0.0.1", 5050);
         let to = Upid::new("slave(1)", "127.0.0.1", port);
         for i in 0..100u32 {
-            let ping = mesos_proto::internal::PingSlaveMessage { connected: i % 2 == 0 };
+            let ping = mesos_proto::internal::PingSlaveMessage {
+                connected: i % 2 == 0,
+            };
             transport.send(&from, &to, &ping);
         }
         for i in 0..100u32 {
@@ -363,8 +370,12 @@ mod tests {
         let (tx, _rx) = mpsc::unbounded_channel();
         let app = with_messages(axum::Router::new(), Collect(tx));
         tokio::spawn(crate::net::serve(listener, app));
-        let stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.expect("handshake");
+        let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .expect("connect");
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .expect("handshake");
         tokio::spawn(conn);
         let request = |path: &str, from: &str| {
             http::Request::post(path)
@@ -373,13 +384,28 @@ mod tests {
                 .body(Full::new(Bytes::new()))
                 .expect("request")
         };
-        let r = sender.send_request(request("/nobody/mesos.internal.PongSlaveMessage", "a@127.0.0.1:1")).await.expect("response");
+        let r = sender
+            .send_request(request(
+                "/nobody/mesos.internal.PongSlaveMessage",
+                "a@127.0.0.1:1",
+            ))
+            .await
+            .expect("response");
         assert_eq!(r.status(), StatusCode::NOT_FOUND);
         let _ = r.into_body().collect().await;
-        let r = sender.send_request(request("/slave(1)/mesos.internal.PongSlaveMessage", "garbage")).await.expect("response");
+        let r = sender
+            .send_request(request(
+                "/slave(1)/mesos.internal.PongSlaveMessage",
+                "garbage",
+            ))
+            .await
+            .expect("response");
         assert_eq!(r.status(), StatusCode::BAD_REQUEST);
         let _ = r.into_body().collect().await;
-        let r = sender.send_request(request("/slave(1)", "a@127.0.0.1:1")).await.expect("response");
+        let r = sender
+            .send_request(request("/slave(1)", "a@127.0.0.1:1"))
+            .await
+            .expect("response");
         assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     }
 
@@ -393,7 +419,11 @@ mod tests {
             drop(stream);
         });
         let transport = Transport::default();
-        let linked = tokio::time::timeout(Duration::from_secs(5), transport.link(&Upid::new("slave(1)", "127.0.0.1", port))).await;
+        let linked = tokio::time::timeout(
+            Duration::from_secs(5),
+            transport.link(&Upid::new("slave(1)", "127.0.0.1", port)),
+        )
+        .await;
         assert!(linked.is_ok(), "link should end when the peer closes");
         server.await.expect("server task");
     }

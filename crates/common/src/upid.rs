@@ -95,7 +95,15 @@ mod tests {
 
     #[test]
     fn malformed_upids_are_rejected() {
-        for bad in ["master", "@1.2.3.4:5", "m@1.2.3.4", "m@1.2.3.4:x", "m@:5", "m@a b:5", "m@1.2.3.4:70000"] {
+        for bad in [
+            "master",
+            "@1.2.3.4:5",
+            "m@1.2.3.4",
+            "m@1.2.3.4:x",
+            "m@:5",
+            "m@a b:5",
+            "m@1.2.3.4:70000",
+        ] {
             assert!(bad.parse::<Upid>().is_err(), "{bad}");
         }
     }

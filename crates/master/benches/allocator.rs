@@ -62,7 +62,11 @@ impl Incremental {
         let (mut alloc, _) = cluster(agents, frameworks);
         let now = Instant::now();
         let held = alloc.allocate(now);
-        assert_eq!(held.len(), agents, "the full cycle allocates every agent once");
+        assert_eq!(
+            held.len(),
+            agents,
+            "the full cycle allocates every agent once"
+        );
         Incremental {
             alloc,
             held,

@@ -75,7 +75,10 @@ impl MasterHandle {
     }
 
     /// Runs `f` on the state and returns its result.
-    pub async fn read<T: Send + 'static>(&self, f: impl FnOnce(&Master) -> T + Send + 'static) -> Option<T> {
+    pub async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Master) -> T + Send + 'static,
+    ) -> Option<T> {
         let (tx, rx) = oneshot::channel();
         self.send(Command::Read(Box::new(move |m| {
             let _ = tx.send(f(m));
@@ -104,7 +107,11 @@ impl MessageSink for MasterHandle {
 }
 
 /// Starts the master task.
-pub fn spawn(mut master: Master, transport: Transport, allocation_interval: std::time::Duration) -> MasterHandle {
+pub fn spawn(
+    mut master: Master,
+    transport: Transport,
+    allocation_interval: std::time::Duration,
+) -> MasterHandle {
     let (tx, mut rx) = mpsc::unbounded_channel();
     let handle = MasterHandle { tx };
     let loop_handle = handle.clone();
@@ -139,18 +146,32 @@ pub fn spawn(mut master: Master, transport: Transport, allocation_interval: std:
 fn handle_command(master: &mut Master, command: Command) {
     let now = Instant::now();
     match command {
-        Command::Subscribe { call, content_type, reply } => {
+        Command::Subscribe {
+            call,
+            content_type,
+            reply,
+        } => {
             let subscription = master.subscribe(call, content_type, now);
             let _ = reply.send(subscription);
         }
-        Command::Call { call, stream_id, reply } => {
+        Command::Call {
+            call,
+            stream_id,
+            reply,
+        } => {
             let _ = reply.send(master.scheduler_call(call, stream_id.as_deref(), now));
         }
-        Command::StreamClosed { framework_id, stream_id } => master.stream_closed(&framework_id, &stream_id, now),
+        Command::StreamClosed {
+            framework_id,
+            stream_id,
+        } => master.stream_closed(&framework_id, &stream_id, now),
         Command::Message(message) => {
             master.message(message, now);
         }
-        Command::AgentExited { agent_id, generation } => master.agent_exited(&agent_id, generation, now),
+        Command::AgentExited {
+            agent_id,
+            generation,
+        } => master.agent_exited(&agent_id, generation, now),
         Command::Timer(timer) => master.timer(timer, now),
         Command::Read(f) => f(master),
         Command::Write(f) => f(master, now),
@@ -160,16 +181,28 @@ fn handle_command(master: &mut Master, command: Command) {
 fn perform(master: &mut Master, transport: &Transport, self_upid: &Upid, handle: &MasterHandle) {
     for effect in master.take_effects() {
         match effect {
-            Effect::Send { from, to, name, body } => {
+            Effect::Send {
+                from,
+                to,
+                name,
+                body,
+            } => {
                 let from = Upid::new(from, self_upid.host.clone(), self_upid.port);
                 transport.send_raw(&from, &to, name, body);
             }
-            Effect::Link { agent_id, pid, generation } => {
+            Effect::Link {
+                agent_id,
+                pid,
+                generation,
+            } => {
                 let transport = transport.clone();
                 let handle = handle.clone();
                 tokio::spawn(async move {
                     transport.link(&pid).await;
-                    handle.send(Command::AgentExited { agent_id, generation });
+                    handle.send(Command::AgentExited {
+                        agent_id,
+                        generation,
+                    });
                 });
             }
             Effect::Timer { after, timer } => {

@@ -88,7 +88,11 @@ pub struct Flags {
     pub max_completed_frameworks: usize,
 
     /// Completed tasks kept per framework.
-    #[arg(long, env = "MESOS_MAX_COMPLETED_TASKS_PER_FRAMEWORK", default_value_t = 1000)]
+    #[arg(
+        long,
+        env = "MESOS_MAX_COMPLETED_TASKS_PER_FRAMEWORK",
+        default_value_t = 1000
+    )]
     pub max_completed_tasks_per_framework: usize,
 
     /// Maximum size of one request body or RecordIO record.
@@ -173,17 +177,38 @@ impl Flags {
         let mut flags = vec![
             ("ip".to_string(), self.ip.to_string()),
             ("port".into(), self.port.to_string()),
-            ("registry".into(), match self.registry {
-                RegistryKind::Sled => "sled".into(),
-                RegistryKind::InMemory => "in_memory".into(),
-            }),
-            ("allocation_interval".into(), format_duration(self.allocation_interval)),
-            ("agent_ping_timeout".into(), format_duration(self.agent_ping_timeout)),
-            ("max_agent_ping_timeouts".into(), self.max_agent_ping_timeouts.to_string()),
-            ("agent_reregister_timeout".into(), format_duration(self.agent_reregister_timeout)),
+            (
+                "registry".into(),
+                match self.registry {
+                    RegistryKind::Sled => "sled".into(),
+                    RegistryKind::InMemory => "in_memory".into(),
+                },
+            ),
+            (
+                "allocation_interval".into(),
+                format_duration(self.allocation_interval),
+            ),
+            (
+                "agent_ping_timeout".into(),
+                format_duration(self.agent_ping_timeout),
+            ),
+            (
+                "max_agent_ping_timeouts".into(),
+                self.max_agent_ping_timeouts.to_string(),
+            ),
+            (
+                "agent_reregister_timeout".into(),
+                format_duration(self.agent_reregister_timeout),
+            ),
             ("root_submissions".into(), self.root_submissions.to_string()),
-            ("max_completed_frameworks".into(), self.max_completed_frameworks.to_string()),
-            ("max_completed_tasks_per_framework".into(), self.max_completed_tasks_per_framework.to_string()),
+            (
+                "max_completed_frameworks".into(),
+                self.max_completed_frameworks.to_string(),
+            ),
+            (
+                "max_completed_tasks_per_framework".into(),
+                self.max_completed_tasks_per_framework.to_string(),
+            ),
             ("max_request_size".into(), self.max_request_size.to_string()),
             ("authenticate_frameworks".into(), "false".into()),
             ("authenticate_agents".into(), "false".into()),
@@ -194,7 +219,10 @@ impl Flags {
             ("advertise_port", self.advertise_port.map(|v| v.to_string())),
             ("hostname", self.hostname.clone()),
             ("cluster", self.cluster.clone()),
-            ("work_dir", self.work_dir.as_ref().map(|p| p.display().to_string())),
+            (
+                "work_dir",
+                self.work_dir.as_ref().map(|p| p.display().to_string()),
+            ),
             ("weights", self.weights.clone()),
             ("roles", self.roles.clone()),
         ];
@@ -227,8 +255,13 @@ mod tests {
         assert!(Flags::try_parse_from(["mesos-master", "--allocation_interval=soon"]).is_err());
         assert!(Flags::try_parse_from(["mesos-master", "--port=99999"]).is_err());
         let flags = Flags::try_parse_from(["mesos-master"]).expect("parses");
-        assert_eq!(flags.validate().expect_err("needs work_dir"), "--work_dir is required with --registry=sled");
-        let flags = Flags::try_parse_from(["mesos-master", "--registry=in_memory", "--weights=a=x"]).expect("parses");
+        assert_eq!(
+            flags.validate().expect_err("needs work_dir"),
+            "--work_dir is required with --registry=sled"
+        );
+        let flags =
+            Flags::try_parse_from(["mesos-master", "--registry=in_memory", "--weights=a=x"])
+                .expect("parses");
         assert!(flags.validate().is_err());
     }
 }

@@ -92,10 +92,11 @@ impl Registry for SledRegistry {
         for entry in self.agents.iter() {
             let (key, value) = entry?;
             let key = String::from_utf8_lossy(&key).into_owned();
-            let agent = AdmittedAgent::decode(value.as_ref()).map_err(|e| RegistryError::Corrupt {
-                key: format!("agents/{key}"),
-                reason: e.to_string(),
-            })?;
+            let agent =
+                AdmittedAgent::decode(value.as_ref()).map_err(|e| RegistryError::Corrupt {
+                    key: format!("agents/{key}"),
+                    reason: e.to_string(),
+                })?;
             agents.insert(key, agent);
         }
         Ok(Recovered {
@@ -112,7 +113,11 @@ impl Registry for SledRegistry {
     }
 
     fn admit_agent(&mut self, info: &AgentInfo, registered_time: f64) -> Result<(), RegistryError> {
-        let id = info.id.as_ref().map(|i| i.value.clone()).unwrap_or_default();
+        let id = info
+            .id
+            .as_ref()
+            .map(|i| i.value.clone())
+            .unwrap_or_default();
         let record = AdmittedAgent {
             info: info.clone(),
             registered_time: Some(registered_time),
@@ -146,7 +151,11 @@ impl Registry for InMemoryRegistry {
     }
 
     fn admit_agent(&mut self, info: &AgentInfo, registered_time: f64) -> Result<(), RegistryError> {
-        let id = info.id.as_ref().map(|i| i.value.clone()).unwrap_or_default();
+        let id = info
+            .id
+            .as_ref()
+            .map(|i| i.value.clone())
+            .unwrap_or_default();
         self.state.agents.insert(
             id,
             AdmittedAgent {
@@ -198,7 +207,9 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         {
             let r = SledRegistry::open(dir.path()).expect("open");
-            r.agents.insert(b"bad", &b"\xff\xff\xff"[..]).expect("insert");
+            r.agents
+                .insert(b"bad", &b"\xff\xff\xff"[..])
+                .expect("insert");
             r.agents.flush().expect("flush");
         }
         let mut r = SledRegistry::open(dir.path()).expect("reopen");

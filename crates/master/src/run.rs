@@ -22,8 +22,12 @@ pub async fn run(flags: Flags) -> anyhow::Result<()> {
     let upid = Upid::new("master", ip.clone(), advertised_port);
     let registry: Box<dyn Registry> = match flags.registry {
         RegistryKind::Sled => {
-            let dir = flags.work_dir.clone().context("--work_dir is required with --registry=sled")?;
-            std::fs::create_dir_all(&dir).with_context(|| format!("creating --work_dir {}", dir.display()))?;
+            let dir = flags
+                .work_dir
+                .clone()
+                .context("--work_dir is required with --registry=sled")?;
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("creating --work_dir {}", dir.display()))?;
             Box::new(SledRegistry::open(&dir).context("opening the registry")?)
         }
         RegistryKind::InMemory => {
@@ -52,6 +56,8 @@ pub async fn run(flags: Flags) -> anyhow::Result<()> {
     };
     let app = crate::http::router(state);
     println!("Master listening on http://{}:{}", ip, advertised_port);
-    mesos_common::net::serve(listener, app).await.context("serving")?;
+    mesos_common::net::serve(listener, app)
+        .await
+        .context("serving")?;
     Ok(())
 }

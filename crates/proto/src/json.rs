@@ -122,7 +122,9 @@ pub fn from_slice<M: Message + Default + Name>(body: &[u8]) -> Result<M, Convert
 }
 
 /// Converts a JSON value into `M`, as Mesos does.
-pub fn from_value<M: Message + Default + Name>(value: serde_json::Value) -> Result<M, ConvertError> {
+pub fn from_value<M: Message + Default + Name>(
+    value: serde_json::Value,
+) -> Result<M, ConvertError> {
     let desc = descriptor::<M>();
     let shape_error = |reason: String| ConvertError::Shape {
         message: M::full_name(),
@@ -143,12 +145,11 @@ pub fn from_value<M: Message + Default + Name>(value: serde_json::Value) -> Resu
 /// Decodes a protobuf body into `M`, rejecting missing `required` fields
 /// (prost alone would fill them with defaults).
 pub fn decode_checked<M: Message + Default + Name>(body: &[u8]) -> Result<M, ConvertError> {
-    let dynamic = DynamicMessage::decode(descriptor::<M>(), body).map_err(|e| {
-        ConvertError::Protobuf {
+    let dynamic =
+        DynamicMessage::decode(descriptor::<M>(), body).map_err(|e| ConvertError::Protobuf {
             message: M::full_name(),
             reason: e.to_string(),
-        }
-    })?;
+        })?;
     check_required(&dynamic)?;
     M::decode(body).map_err(|e| ConvertError::Protobuf {
         message: M::full_name(),
@@ -217,20 +218,34 @@ mod tests {
 
     #[test]
     fn missing_required_field_is_named() {
-        let err = from_slice::<Call>(br#"{"type":"SUBSCRIBE","subscribe":{"framework_info":{"name":"x"}}}"#)
-            .expect_err("user is required");
-        assert_eq!(err.to_string(), "Missing required fields: subscribe.framework_info.user");
+        let err = from_slice::<Call>(
+            br#"{"type":"SUBSCRIBE","subscribe":{"framework_info":{"name":"x"}}}"#,
+        )
+        .expect_err("user is required");
+        assert_eq!(
+            err.to_string(),
+            "Missing required fields: subscribe.framework_info.user"
+        );
     }
 
     #[test]
     fn malformed_bodies_are_rejected_with_reasons() {
-        assert!(matches!(from_slice::<Call>(b"{not json"), Err(ConvertError::Json(_))));
-        assert!(matches!(from_slice::<Call>(b"[1]"), Err(ConvertError::Shape { .. })));
+        assert!(matches!(
+            from_slice::<Call>(b"{not json"),
+            Err(ConvertError::Json(_))
+        ));
+        assert!(matches!(
+            from_slice::<Call>(b"[1]"),
+            Err(ConvertError::Shape { .. })
+        ));
         assert!(matches!(
             from_slice::<Call>(br#"{"type":"SUBSCRIBE","framework_id":{"value":5}}"#),
             Err(ConvertError::Shape { .. })
         ));
-        assert!(matches!(decode_checked::<Call>(b"\xff\xff\xff"), Err(ConvertError::Protobuf { .. })));
+        assert!(matches!(
+            decode_checked::<Call>(b"\xff\xff\xff"),
+            Err(ConvertError::Protobuf { .. })
+        ));
     }
 
     #[test]
@@ -265,7 +280,9 @@ mod tests {
         let back: FrameworkInfo = from_slice(text.as_bytes()).expect("round trip");
         assert_eq!(back.user, "ü");
         assert_eq!(back.name, "n\u{1F600}");
-        let status = crate::v1::TimeInfo { nanoseconds: 1_700_000_000_000_000_000 };
+        let status = crate::v1::TimeInfo {
+            nanoseconds: 1_700_000_000_000_000_000,
+        };
         assert_eq!(to_string(&status), r#"{"nanoseconds":1700000000000000000}"#);
     }
 }

@@ -174,7 +174,13 @@ mod tests {
 
     #[test]
     fn malformed_prefixes_are_rejected() {
-        for bad in [&b"x\n"[..], b"-1\n", b"\n", b"12a\n", b"999999999999999999999999\n"] {
+        for bad in [
+            &b"x\n"[..],
+            b"-1\n",
+            b"\n",
+            b"12a\n",
+            b"999999999999999999999999\n",
+        ] {
             let mut d = Decoder::new(100);
             d.feed(bad);
             assert!(

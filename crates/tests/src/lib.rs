@@ -146,7 +146,10 @@ impl Cluster {
             "--allocation_interval=100ms".to_string(),
         ];
         args.extend(self.master_args.iter().cloned());
-        let log = self.dir.path().join(format!("master-{}.log", Instant::now().elapsed().as_nanos()));
+        let log = self.dir.path().join(format!(
+            "master-{}.log",
+            Instant::now().elapsed().as_nanos()
+        ));
         let proc = spawn("master", &binary("mesos-master"), &args, &log);
         self.master = Some(proc);
         wait_until(Duration::from_secs(20), "master /health", || {
@@ -176,19 +179,33 @@ impl Cluster {
             "--resources=cpus:4;mem:4096;disk:10000;ports:[31000-32000]".to_string(),
             "--registration_backoff_factor=100ms".to_string(),
         ];
-        let log = self.dir.path().join(format!("agent{index}-{}.log", uuid::Uuid::new_v4()));
-        let proc = spawn(&format!("agent{index}"), &binary("mesos-agent"), &args, &log);
+        let log = self
+            .dir
+            .path()
+            .join(format!("agent{index}-{}.log", uuid::Uuid::new_v4()));
+        let proc = spawn(
+            &format!("agent{index}"),
+            &binary("mesos-agent"),
+            &args,
+            &log,
+        );
         self.agents[index] = Some(proc);
     }
 
     /// Waits until the master lists `n` active agents.
     pub fn wait_for_agents(&self, n: usize) {
         let url = format!("{}/master/slaves", self.master_url());
-        wait_until(Duration::from_secs(30), &format!("{n} active agents"), || {
-            get_json(&url)
-                .and_then(|v| v["slaves"].as_array().map(|a| a.iter().filter(|s| s["active"] == true).count()))
-                == Some(n)
-        });
+        wait_until(
+            Duration::from_secs(30),
+            &format!("{n} active agents"),
+            || {
+                get_json(&url).and_then(|v| {
+                    v["slaves"]
+                        .as_array()
+                        .map(|a| a.iter().filter(|s| s["active"] == true).count())
+                }) == Some(n)
+            },
+        );
     }
 
     /// Everything the processes logged, for failure messages.
@@ -222,7 +239,11 @@ fn blocking_client() -> reqwest::blocking::Client {
 
 /// GET → status code, `None` when the server is unreachable.
 pub fn http_status(url: &str) -> Option<u16> {
-    blocking_client().get(url).send().ok().map(|r| r.status().as_u16())
+    blocking_client()
+        .get(url)
+        .send()
+        .ok()
+        .map(|r| r.status().as_u16())
 }
 
 /// GET → JSON body, `None` on any failure.
@@ -242,5 +263,7 @@ pub fn python() -> Option<PathBuf> {
 
 /// Path of a script under `crates/tests/python`.
 pub fn script(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("python").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("python")
+        .join(name)
 }

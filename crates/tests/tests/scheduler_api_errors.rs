@@ -15,10 +15,21 @@ struct Reply {
 
 /// One raw HTTP/1.1 request; reads the status, headers and (for
 /// non-streaming answers) the body.
-fn request(address: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Reply {
+fn request(
+    address: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Reply {
     let mut stream = TcpStream::connect(address).expect("connect");
-    stream.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
-    let mut text = format!("{method} {path} HTTP/1.1\r\nHost: {address}\r\nContent-Length: {}\r\n", body.len());
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let mut text = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nContent-Length: {}\r\n",
+        body.len()
+    );
     for (k, v) in headers {
         text.push_str(&format!("{k}: {v}\r\n"));
     }
@@ -28,7 +39,11 @@ fn request(address: &str, method: &str, path: &str, headers: &[(&str, &str)], bo
     let mut reader = BufReader::new(stream);
     let mut status_line = String::new();
     reader.read_line(&mut status_line).expect("status line");
-    let status: u16 = status_line.split_whitespace().nth(1).and_then(|s| s.parse().ok()).expect("status code");
+    let status: u16 = status_line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status code");
     let mut headers = String::new();
     loop {
         let mut line = String::new();
@@ -42,7 +57,11 @@ fn request(address: &str, method: &str, path: &str, headers: &[(&str, &str)], bo
     if status != 200 {
         let _ = reader.read_to_string(&mut body);
     }
-    Reply { status, headers, body }
+    Reply {
+        status,
+        headers,
+        body,
+    }
 }
 
 const JSON: (&str, &str) = ("Content-Type", "application/json");
@@ -52,7 +71,8 @@ fn malformed_and_unauthorised_calls_get_mesos_status_codes() {
     let cluster = Cluster::start(0);
     let address = cluster.master_address();
     let path = "/api/v1/scheduler";
-    let subscribe = br#"{"type":"SUBSCRIBE","subscribe":{"framework_info":{"user":"u","name":"n"}}}"#;
+    let subscribe =
+        br#"{"type":"SUBSCRIBE","subscribe":{"framework_info":{"user":"u","name":"n"}}}"#;
 
     let r = request(&address, "GET", path, &[], b"");
     assert_eq!(r.status, 405, "GET is not allowed");
@@ -60,44 +80,116 @@ fn malformed_and_unauthorised_calls_get_mesos_status_codes() {
 
     let r = request(&address, "POST", path, &[], subscribe);
     assert_eq!(r.status, 400);
-    assert!(r.body.contains("Expecting 'Content-Type' to be present"), "{}", r.body);
+    assert!(
+        r.body.contains("Expecting 'Content-Type' to be present"),
+        "{}",
+        r.body
+    );
 
-    let r = request(&address, "POST", path, &[("Content-Type", "text/plain")], subscribe);
+    let r = request(
+        &address,
+        "POST",
+        path,
+        &[("Content-Type", "text/plain")],
+        subscribe,
+    );
     assert_eq!(r.status, 415, "{}", r.body);
 
     let r = request(&address, "POST", path, &[JSON], b"{\"type\":");
     assert_eq!(r.status, 400);
-    assert!(r.body.starts_with("Failed to parse body into JSON"), "{}", r.body);
+    assert!(
+        r.body.starts_with("Failed to parse body into JSON"),
+        "{}",
+        r.body
+    );
 
-    let r = request(&address, "POST", path, &[("Content-Type", "application/x-protobuf")], b"\xff\xff\xff\xff");
+    let r = request(
+        &address,
+        "POST",
+        path,
+        &[("Content-Type", "application/x-protobuf")],
+        b"\xff\xff\xff\xff",
+    );
     assert_eq!(r.status, 400);
-    assert!(r.body.contains("Failed to parse body into Call protobuf"), "{}", r.body);
+    assert!(
+        r.body.contains("Failed to parse body into Call protobuf"),
+        "{}",
+        r.body
+    );
 
-    let r = request(&address, "POST", path, &[JSON], br#"{"type":"SUBSCRIBE","subscribe":{"framework_info":{"name":"n"}}}"#);
+    let r = request(
+        &address,
+        "POST",
+        path,
+        &[JSON],
+        br#"{"type":"SUBSCRIBE","subscribe":{"framework_info":{"name":"n"}}}"#,
+    );
     assert_eq!(r.status, 400);
-    assert!(r.body.contains("Missing required fields: subscribe.framework_info.user"), "{}", r.body);
+    assert!(
+        r.body
+            .contains("Missing required fields: subscribe.framework_info.user"),
+        "{}",
+        r.body
+    );
 
-    let r = request(&address, "POST", path, &[JSON], br#"{"type":"NO_SUCH_CALL"}"#);
+    let r = request(
+        &address,
+        "POST",
+        path,
+        &[JSON],
+        br#"{"type":"NO_SUCH_CALL"}"#,
+    );
     assert_eq!(r.status, 400, "unknown call type: {}", r.body);
 
     let r = request(&address, "POST", path, &[JSON], br#"{}"#);
     assert_eq!(r.status, 400);
-    assert!(r.body.contains("Expecting 'type' to be present"), "{}", r.body);
+    assert!(
+        r.body.contains("Expecting 'type' to be present"),
+        "{}",
+        r.body
+    );
 
-    let r = request(&address, "POST", path, &[JSON, ("Accept", "text/html")], subscribe);
+    let r = request(
+        &address,
+        "POST",
+        path,
+        &[JSON, ("Accept", "text/html")],
+        subscribe,
+    );
     assert_eq!(r.status, 406, "{}", r.body);
 
-    let r = request(&address, "POST", path, &[JSON, ("Mesos-Stream-Id", "x")], subscribe);
+    let r = request(
+        &address,
+        "POST",
+        path,
+        &[JSON, ("Mesos-Stream-Id", "x")],
+        subscribe,
+    );
     assert_eq!(r.status, 400);
-    assert!(r.body.contains("Subscribe calls should not include the 'Mesos-Stream-Id' header"), "{}", r.body);
+    assert!(
+        r.body
+            .contains("Subscribe calls should not include the 'Mesos-Stream-Id' header"),
+        "{}",
+        r.body
+    );
 
-    let r = request(&address, "POST", path, &[JSON], br#"{"type":"REVIVE","framework_id":{"value":"nope"}}"#);
+    let r = request(
+        &address,
+        "POST",
+        path,
+        &[JSON],
+        br#"{"type":"REVIVE","framework_id":{"value":"nope"}}"#,
+    );
     assert_eq!(r.status, 400);
     assert!(r.body.contains("Framework cannot be found"), "{}", r.body);
 
     let r = request(&address, "POST", path, &[JSON], br#"{"type":"REVIVE"}"#);
     assert_eq!(r.status, 400);
-    assert!(r.body.contains("Expecting 'framework_id' to be present"), "{}", r.body);
+    assert!(
+        r.body.contains("Expecting 'framework_id' to be present"),
+        "{}",
+        r.body
+    );
 
     // A real subscription, then calls with a missing and a stale stream id.
     let mut stream = TcpStream::connect(&address).expect("connect");
@@ -111,7 +203,9 @@ fn malformed_and_unauthorised_calls_get_mesos_status_codes() {
         )
         .expect("write");
     stream.write_all(subscribe).expect("write");
-    stream.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
     let mut reader = BufReader::new(stream);
     let mut head = String::new();
     loop {
@@ -147,15 +241,33 @@ fn malformed_and_unauthorised_calls_get_mesos_status_codes() {
     let r = request(&address, "POST", path, &[JSON], revive.as_bytes());
     assert_eq!(r.status, 400);
     assert!(r.body.contains("'Mesos-Stream-Id'"), "{}", r.body);
-    let r = request(&address, "POST", path, &[JSON, ("Mesos-Stream-Id", "stale")], revive.as_bytes());
+    let r = request(
+        &address,
+        "POST",
+        path,
+        &[JSON, ("Mesos-Stream-Id", "stale")],
+        revive.as_bytes(),
+    );
     assert_eq!(r.status, 400);
     assert!(r.body.contains("didn't match"), "{}", r.body);
-    let r = request(&address, "POST", path, &[JSON, ("Mesos-Stream-Id", &stream_id)], revive.as_bytes());
+    let r = request(
+        &address,
+        "POST",
+        path,
+        &[JSON, ("Mesos-Stream-Id", &stream_id)],
+        revive.as_bytes(),
+    );
     assert_eq!(r.status, 202, "{}", r.body);
     let ack = format!(
         r#"{{"type":"ACKNOWLEDGE","framework_id":{{"value":"{framework_id}"}},"acknowledge":{{"agent_id":{{"value":"a"}},"task_id":{{"value":"t"}},"uuid":"AAAA"}}}}"#
     );
-    let r = request(&address, "POST", path, &[JSON, ("Mesos-Stream-Id", &stream_id)], ack.as_bytes());
+    let r = request(
+        &address,
+        "POST",
+        path,
+        &[JSON, ("Mesos-Stream-Id", &stream_id)],
+        ack.as_bytes(),
+    );
     assert_eq!(r.status, 400, "a uuid that is not 16 bytes: {}", r.body);
 
     // Oversized bodies are refused before parsing.
@@ -164,7 +276,10 @@ fn malformed_and_unauthorised_calls_get_mesos_status_codes() {
     assert_eq!(r.status, 413);
 
     // Still serving.
-    assert_eq!(http_status(&format!("{}/health", cluster.master_url())), Some(200));
+    assert_eq!(
+        http_status(&format!("{}/health", cluster.master_url())),
+        Some(200)
+    );
     drop(reader);
 }
 
@@ -183,12 +298,16 @@ fn subscribe_failures_are_one_error_event_on_a_200_stream() {
     assert_eq!(response.status().as_u16(), 200);
     assert!(response.headers().contains_key("mesos-stream-id"));
     let text = response.text().expect("stream ends after the error");
-    let records = mesos_proto::recordio::decode_all(text.as_bytes(), 1 << 20).expect("valid RecordIO");
+    let records =
+        mesos_proto::recordio::decode_all(text.as_bytes(), 1 << 20).expect("valid RecordIO");
     assert_eq!(records.len(), 1, "{text}");
     let event: serde_json::Value = serde_json::from_slice(&records[0]).expect("JSON event");
     assert_eq!(event["type"], "ERROR");
     assert!(
-        event["error"]["message"].as_str().unwrap_or_default().contains("invalid role"),
+        event["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("invalid role"),
         "{event}"
     );
     let _ = address;
@@ -201,14 +320,30 @@ fn version_is_numeric_and_classic_aliases_answer() {
     let version = mesos_tests::get_json(&format!("{url}/version")).expect("version JSON");
     let text = version["version"].as_str().expect("version string");
     assert!(text.split('.').all(|p| p.parse::<u32>().is_ok()), "{text}");
-    for path in ["/slaves", "/master/slaves", "/master/frameworks/", "/tasks", "/master/state", "/state", "/master/roles", "/master/flags", "/metrics/snapshot"] {
+    for path in [
+        "/slaves",
+        "/master/slaves",
+        "/master/frameworks/",
+        "/tasks",
+        "/master/state",
+        "/state",
+        "/master/roles",
+        "/master/flags",
+        "/metrics/snapshot",
+    ] {
         assert_eq!(http_status(&format!("{url}{path}")), Some(200), "{path}");
     }
     let client = reqwest::blocking::Client::new();
-    let r = client.get(format!("{url}/master/state?jsonp=cb")).send().expect("jsonp");
+    let r = client
+        .get(format!("{url}/master/state?jsonp=cb"))
+        .send()
+        .expect("jsonp");
     assert_eq!(r.headers()["content-type"], "text/javascript");
     let body = r.text().expect("body");
     assert!(body.starts_with("cb({") && body.ends_with(");"), "{body}");
-    let r = client.get(format!("{url}/tasks?limit=x")).send().expect("bad limit");
+    let r = client
+        .get(format!("{url}/tasks?limit=x"))
+        .send()
+        .expect("bad limit");
     assert_eq!(r.status().as_u16(), 400);
 }

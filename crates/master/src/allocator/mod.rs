@@ -35,8 +35,8 @@ use mesos_proto::v1::value::{self, Scalar};
 use mesos_proto::v1::Resource;
 
 use filters::{Expiries, Filters};
-pub use sorter::{Quantities, DRF_RESOURCES};
 use sorter::Sorter;
+pub use sorter::{Quantities, DRF_RESOURCES};
 
 /// Allocator settings.
 #[derive(Clone, Debug, Default)]
@@ -331,7 +331,11 @@ impl Allocator {
             None => return,
         };
         for a in agents {
-            let Some(resources) = self.agents.get_mut(a).and_then(|ag| ag.allocated.remove(&f)) else {
+            let Some(resources) = self
+                .agents
+                .get_mut(a)
+                .and_then(|ag| ag.allocated.remove(&f))
+            else {
                 continue;
             };
             self.charge(f, &resources, false);
@@ -664,7 +668,11 @@ impl Allocator {
 
     /// Everything allocated on an agent, per framework id.
     pub fn allocations_on(&self, agent_id: &str) -> Vec<(&str, &Resources)> {
-        let Some(agent) = self.agent_index.get(agent_id).and_then(|&a| self.agents.get(a)) else {
+        let Some(agent) = self
+            .agent_index
+            .get(agent_id)
+            .and_then(|&a| self.agents.get(a))
+        else {
             return Vec::new();
         };
         let mut out: Vec<(&str, &Resources)> = agent
@@ -683,7 +691,9 @@ impl Allocator {
 
     /// A framework's dominant share in `role` (not weighted).
     pub fn framework_share(&self, framework_id: &str, role: &str) -> Option<f64> {
-        let fw = self.frameworks.get(*self.framework_index.get(framework_id)?)?;
+        let fw = self
+            .frameworks
+            .get(*self.framework_index.get(framework_id)?)?;
         let &r = self.role_index.get(role)?;
         let fr = &fw.roles[fw.role_pos(r)?];
         Some(fr.allocated.dominant_share(&self.total))
@@ -714,7 +724,9 @@ impl Allocator {
                     .map(|(name, v)| Resource {
                         name: name.clone(),
                         r#type: value::Type::Scalar as i32,
-                        scalar: Some(Scalar { value: from_fixed(*v) }),
+                        scalar: Some(Scalar {
+                            value: from_fixed(*v),
+                        }),
                         ..Default::default()
                     })
                     .collect();
@@ -920,8 +932,12 @@ impl Allocator {
             .frameworks
             .get(f)
             .map(|fw| {
-                let subscribed: Vec<u32> =
-                    fw.roles.iter().filter(|fr| fr.subscribed).map(|fr| fr.role).collect();
+                let subscribed: Vec<u32> = fw
+                    .roles
+                    .iter()
+                    .filter(|fr| fr.subscribed)
+                    .map(|fr| fr.role)
+                    .collect();
                 match subscribed.as_slice() {
                     [only] => self.roles[*only as usize].name.to_string(),
                     _ => "*".to_owned(),
@@ -944,7 +960,9 @@ impl Allocator {
                 continue;
             }
             done.push(name);
-            let part = resources.iter().filter(|x| allocation_role(x).unwrap_or("*") == name);
+            let part = resources
+                .iter()
+                .filter(|x| allocation_role(x).unwrap_or("*") == name);
             self.charge_role(f, name, part, add);
         }
     }
@@ -972,7 +990,10 @@ impl Allocator {
             if res.r#type != value::Type::Scalar as i32 {
                 continue;
             }
-            let amount = res.scalar.as_ref().map_or(0, |s| mesos_common::resources::to_fixed(s.value));
+            let amount = res
+                .scalar
+                .as_ref()
+                .map_or(0, |s| mesos_common::resources::to_fixed(s.value));
             let slot = match role.scalars.iter().position(|(n, _)| *n == res.name) {
                 Some(i) => i,
                 None => {
@@ -981,7 +1002,11 @@ impl Allocator {
                 }
             };
             let v = &mut role.scalars[slot].1;
-            *v = if add { v.saturating_add(amount) } else { v.saturating_sub(amount).max(0) };
+            *v = if add {
+                v.saturating_add(amount)
+            } else {
+                v.saturating_sub(amount).max(0)
+            };
         }
         let share = role.allocated.dominant_share(&total) / role.weight;
         if role.in_sorter {
@@ -1066,12 +1091,19 @@ impl Allocator {
         let agent = self.agents.get(a)?;
         for r in self.role_sorter.iter() {
             let role = &self.roles[r as usize];
-            if !agent.available.iter().any(|res| is_allocatable_to(res, &role.name)) {
+            if !agent
+                .available
+                .iter()
+                .any(|res| is_allocatable_to(res, &role.name))
+            {
                 continue;
             }
             for f in role.frameworks.iter() {
                 let filtered = !agent.filtered_by.is_empty()
-                    && self.frameworks.get(f).is_some_and(|fw| fw.filters.blocks(a, now));
+                    && self
+                        .frameworks
+                        .get(f)
+                        .is_some_and(|fw| fw.filters.blocks(a, now));
                 if !filtered {
                     return Some((r, f));
                 }
@@ -1086,7 +1118,9 @@ impl Allocator {
             let Some(agent) = self.agents.get_mut(a) else {
                 return;
             };
-            let mut taken = agent.available.extract(|res| is_allocatable_to(res, &role_name));
+            let mut taken = agent
+                .available
+                .extract(|res| is_allocatable_to(res, &role_name));
             taken.allocate(&role_name);
             *agent.allocated.entry(f).or_default() += &taken;
             let agent_id = agent.id.clone();
@@ -1102,11 +1136,19 @@ impl Allocator {
                 role: role_name.to_string(),
                 resources: taken,
             });
-            if self.agents.get(a).is_none_or(|agent| agent.available.is_empty()) {
+            if self
+                .agents
+                .get(a)
+                .is_none_or(|agent| agent.available.is_empty())
+            {
                 break;
             }
         }
-        if self.agents.get(a).is_some_and(|agent| agent.available.is_empty()) {
+        if self
+            .agents
+            .get(a)
+            .is_some_and(|agent| agent.available.is_empty())
+        {
             self.with_available.remove(&a);
         }
     }
@@ -1123,7 +1165,10 @@ impl Allocator {
             let mut sum = agent.available.clone();
             for (&f, held) in &agent.allocated {
                 assert!(!held.is_empty(), "empty allocation kept");
-                let fw = self.frameworks.get(f).expect("allocation of a known framework");
+                let fw = self
+                    .frameworks
+                    .get(f)
+                    .expect("allocation of a known framework");
                 assert!(fw.agents.contains(&a));
                 for res in held {
                     let role = self.role_index[allocation_role(res).expect("allocated")];
@@ -1134,7 +1179,10 @@ impl Allocator {
                 sum += &held.unallocated();
             }
             assert_eq!(sum, agent.total.unallocated(), "agent {}", agent.id);
-            assert_eq!(self.with_available.contains(&a), !agent.available.is_empty());
+            assert_eq!(
+                self.with_available.contains(&a),
+                !agent.available.is_empty()
+            );
             for &f in &agent.filtered_by {
                 assert!(self.frameworks.get(f).is_some());
             }
@@ -1142,13 +1190,21 @@ impl Allocator {
         assert_eq!(total, self.total);
         for (r, role) in self.roles.iter().enumerate() {
             let r = r as u32;
-            assert_eq!(role.allocated, role_alloc.get(&r).copied().unwrap_or_default(), "role {}", role.name);
+            assert_eq!(
+                role.allocated,
+                role_alloc.get(&r).copied().unwrap_or_default(),
+                "role {}",
+                role.name
+            );
             assert_eq!(role.in_sorter, !role.frameworks.is_empty());
             if role.in_sorter && !self.shares_stale {
                 assert!(self.role_sorter.contains(role.share, &role.name, r));
             }
         }
-        assert_eq!(self.role_sorter.len(), self.roles.iter().filter(|r| r.in_sorter).count());
+        assert_eq!(
+            self.role_sorter.len(),
+            self.roles.iter().filter(|r| r.in_sorter).count()
+        );
         for (f, fw) in self.frameworks.iter() {
             for fr in &fw.roles {
                 let want = fw_alloc.get(&(f, fr.role)).copied().unwrap_or_default();
@@ -1157,17 +1213,24 @@ impl Allocator {
                 assert_eq!(fr.in_sorter, eligible);
                 assert!(self.roles[fr.role as usize].members.contains(&f));
                 if eligible && !self.shares_stale {
-                    assert!(self.roles[fr.role as usize].frameworks.contains(fr.share, &fw.id, f));
+                    assert!(self.roles[fr.role as usize]
+                        .frameworks
+                        .contains(fr.share, &fw.id, f));
                 }
             }
             for &a in &fw.agents {
-                assert!(self.agents.get(a).is_some_and(|agent| agent.allocated.contains_key(&f)));
+                assert!(self
+                    .agents
+                    .get(a)
+                    .is_some_and(|agent| agent.allocated.contains_key(&f)));
             }
         }
         for role in &self.roles {
             let eligible = role.members.iter().filter(|&&f| {
                 self.frameworks.get(f).is_some_and(|fw| {
-                    fw.roles.iter().any(|fr| self.roles[fr.role as usize].name == role.name && fr.in_sorter)
+                    fw.roles
+                        .iter()
+                        .any(|fr| self.roles[fr.role as usize].name == role.name && fr.in_sorter)
                 })
             });
             assert_eq!(eligible.count(), role.frameworks.len());

@@ -186,7 +186,9 @@ mod tests {
             .expect("parses");
         let mut q = Quantities::of(&r);
         assert_eq!(q, Quantities([300, 10_000, 0, 1000]));
-        q.sub(&Quantities::of(&Resources::parse("cpus:0.3;mem:10;gpus:1").expect("parses")));
+        q.sub(&Quantities::of(
+            &Resources::parse("cpus:0.3;mem:10;gpus:1").expect("parses"),
+        ));
         assert!(q.is_zero());
     }
 

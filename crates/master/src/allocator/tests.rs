@@ -17,7 +17,13 @@ fn roles(names: &[&str]) -> Vec<String> {
 fn who(allocations: &[Allocation]) -> Vec<(&str, &str, &str)> {
     allocations
         .iter()
-        .map(|a| (a.framework_id.as_str(), a.agent_id.as_str(), a.role.as_str()))
+        .map(|a| {
+            (
+                a.framework_id.as_str(),
+                a.agent_id.as_str(),
+                a.role.as_str(),
+            )
+        })
         .collect()
 }
 
@@ -37,12 +43,20 @@ fn two_frameworks_in_one_role_alternate_across_agents() {
     let out = alloc.allocate(Instant::now());
     assert_eq!(
         who(&out),
-        vec![("f1", "a0", "r"), ("f2", "a1", "r"), ("f1", "a2", "r"), ("f2", "a3", "r")]
+        vec![
+            ("f1", "a0", "r"),
+            ("f2", "a1", "r"),
+            ("f1", "a2", "r"),
+            ("f2", "a3", "r")
+        ]
     );
     for a in &out {
         assert!(a.resources.iter().all(|r| allocation_role(r) == Some("r")));
         assert_eq!(a.resources.unallocated(), res("cpus:1;mem:10"));
-        assert!(alloc.available(&a.agent_id).expect("known agent").is_empty());
+        assert!(alloc
+            .available(&a.agent_id)
+            .expect("known agent")
+            .is_empty());
     }
     assert_eq!(alloc.framework_share("f1", "r"), Some(0.5));
     alloc.check_invariants();
@@ -87,7 +101,10 @@ fn weights_shift_allocation_between_roles() {
     let light = out.iter().filter(|a| a.role == "light").count();
     assert_eq!(light, 6);
     let shares = alloc.role_shares();
-    let light = shares.iter().find(|s| s.role == "light").expect("light is reported");
+    let light = shares
+        .iter()
+        .find(|s| s.role == "light")
+        .expect("light is reported");
     assert_eq!(light.weight, 3.0);
     assert_eq!(light.share, 0.75 / 3.0);
     assert_eq!(light.allocated, res("cpus:6;mem:60"));
@@ -137,7 +154,13 @@ fn a_refused_agent_goes_to_another_framework() {
     let t0 = Instant::now();
     let out = alloc.allocate(t0);
     alloc.add_framework("f2", &roles(&["r"]), &[], true);
-    alloc.recover_resources("f1", "a0", &out[0].resources, Some(Duration::from_secs(5)), t0);
+    alloc.recover_resources(
+        "f1",
+        "a0",
+        &out[0].resources,
+        Some(Duration::from_secs(5)),
+        t0,
+    );
     assert_eq!(who(&alloc.allocate(t0)), vec![("f2", "a0", "r")]);
 }
 
@@ -147,7 +170,13 @@ fn revive_clears_filters() {
     alloc.add_framework("f", &roles(&["r"]), &[], true);
     let t0 = Instant::now();
     let out = alloc.allocate(t0);
-    alloc.recover_resources("f", "a0", &out[0].resources, Some(Duration::from_secs(60)), t0);
+    alloc.recover_resources(
+        "f",
+        "a0",
+        &out[0].resources,
+        Some(Duration::from_secs(60)),
+        t0,
+    );
     assert!(alloc.allocate(t0).is_empty());
     alloc.revive("f", &[]);
     assert_eq!(alloc.allocate(t0).len(), 1);
@@ -161,8 +190,14 @@ fn removed_framework_resources_come_back() {
     assert_eq!(alloc.allocate(t).len(), 2);
     assert!(alloc.available("a0").expect("known").is_empty());
     alloc.remove_framework("f1");
-    assert_eq!(alloc.available("a0"), Some(&res("cpus:2;mem:10;ports:[1-5]")));
-    assert_eq!(alloc.available("a1"), Some(&res("cpus:2;mem:10;ports:[1-5]")));
+    assert_eq!(
+        alloc.available("a0"),
+        Some(&res("cpus:2;mem:10;ports:[1-5]"))
+    );
+    assert_eq!(
+        alloc.available("a1"),
+        Some(&res("cpus:2;mem:10;ports:[1-5]"))
+    );
     assert!(alloc.role_shares().is_empty());
     alloc.add_framework("f2", &roles(&["r"]), &[], true);
     assert_eq!(
@@ -180,12 +215,18 @@ fn reserved_resources_only_go_to_their_role() {
     let out = alloc.allocate(t);
     assert_eq!(who(&out), vec![("web", "a0", "web")]);
     assert_eq!(out[0].resources.unallocated(), res("cpus:2"));
-    assert_eq!(alloc.available("a0"), Some(&res("cpus(db):4;mem(db/replica):8")));
+    assert_eq!(
+        alloc.available("a0"),
+        Some(&res("cpus(db):4;mem(db/replica):8"))
+    );
 
     alloc.add_framework("db", &roles(&["db"]), &[], true);
     let out = alloc.allocate(t);
     assert_eq!(who(&out), vec![("db", "a0", "db")]);
-    assert!(out[0].resources.iter().all(|r| reservation_role(r) == Some("db")));
+    assert!(out[0]
+        .resources
+        .iter()
+        .all(|r| reservation_role(r) == Some("db")));
     // Reserved to a child role: not allocatable to the parent.
     assert_eq!(alloc.available("a0"), Some(&res("mem(db/replica):8")));
 
@@ -243,7 +284,10 @@ fn multi_role_framework_receives_allocations_under_each_role() {
         vec![("f", "a0", "a"), ("f", "a1", "b"), ("f", "ra", "b")]
     );
     for a in &out {
-        assert!(a.resources.iter().all(|r| allocation_role(r) == Some(a.role.as_str())));
+        assert!(a
+            .resources
+            .iter()
+            .all(|r| allocation_role(r) == Some(a.role.as_str())));
     }
     let shares = alloc.role_shares();
     assert_eq!(shares.len(), 2);
@@ -304,7 +348,10 @@ fn failover_recovery_tracks_used_resources_of_unknown_frameworks() {
     alloc.add_agent(
         "a0",
         res("cpus:4;mem:20"),
-        &[("late".to_string(), used.clone()), ("ghost".to_string(), res("cpus:100"))],
+        &[
+            ("late".to_string(), used.clone()),
+            ("ghost".to_string(), res("cpus:100")),
+        ],
     );
     // "ghost" claimed more than the agent has and got nothing.
     assert_eq!(alloc.available("a0"), Some(&res("cpus:3;mem:15")));

@@ -67,7 +67,8 @@ impl Master {
     fn connection(&self) -> msg::MasterSlaveConnection {
         msg::MasterSlaveConnection {
             total_ping_timeout_seconds: Some(
-                self.config.agent_ping_timeout.as_secs_f64() * f64::from(self.config.max_agent_ping_timeouts),
+                self.config.agent_ping_timeout.as_secs_f64()
+                    * f64::from(self.config.max_agent_ping_timeouts),
             ),
         }
     }
@@ -93,7 +94,9 @@ impl Master {
         };
         let agent_id = self.new_agent_id();
         let mut info = message.slave;
-        info.id = Some(v1::AgentId { value: agent_id.clone() });
+        info.id = Some(v1::AgentId {
+            value: agent_id.clone(),
+        });
         if info.port.is_none() {
             info.port = Some(i32::from(from.port));
         }
@@ -105,7 +108,16 @@ impl Master {
         }
         tracing::info!(%agent_id, pid = %from, hostname = %info.hostname, resources = %total, "registered agent");
         self.counters.agent_registrations += 1;
-        self.add_agent(agent_id.clone(), info, from.clone(), message.version, message.agent_capabilities, total, &[], registered_time);
+        self.add_agent(
+            agent_id.clone(),
+            info,
+            from.clone(),
+            message.version,
+            message.agent_capabilities,
+            total,
+            &[],
+            registered_time,
+        );
         let reply = msg::SlaveRegisteredMessage {
             slave_id: v1::AgentId { value: agent_id },
             connection: Some(self.connection()),
@@ -148,10 +160,19 @@ impl Master {
         };
         self.agents.insert(agent_id.clone(), agent);
         self.allocator.add_agent(&agent_id, total, used);
-        self.effects.push(Effect::Link { agent_id, pid, generation: 0 });
+        self.effects.push(Effect::Link {
+            agent_id,
+            pid,
+            generation: 0,
+        });
     }
 
-    fn reregister_agent(&mut self, from: &Upid, message: msg::ReregisterSlaveMessage, now: Instant) {
+    fn reregister_agent(
+        &mut self,
+        from: &Upid,
+        message: msg::ReregisterSlaveMessage,
+        now: Instant,
+    ) {
         let Some(agent_id) = message.slave.id.as_ref().map(|i| i.value.clone()) else {
             tracing::warn!(pid = %from, "dropping re-registration without an agent id");
             return;
@@ -165,7 +186,9 @@ impl Master {
         };
         self.counters.agent_reregistrations += 1;
         let reply = msg::SlaveReregisteredMessage {
-            slave_id: v1::AgentId { value: agent_id.clone() },
+            slave_id: v1::AgentId {
+                value: agent_id.clone(),
+            },
             reconciliations: vec![],
             connection: Some(self.connection()),
         };
@@ -194,14 +217,30 @@ impl Master {
             self.agent_by_pid.insert(from.to_string(), agent_id.clone());
             self.allocator.activate_agent(&agent_id);
             tracing::info!(%agent_id, pid = %from, "agent re-registered");
-            self.effects.push(Effect::Link { agent_id: agent_id.clone(), pid: from.clone(), generation });
+            self.effects.push(Effect::Link {
+                agent_id: agent_id.clone(),
+                pid: from.clone(),
+                generation,
+            });
             // Tasks the agent no longer knows are gone.
             for (framework_id, task_id) in missing {
-                if self.frameworks.get(&framework_id).and_then(|f| f.tasks.get(&task_id)).is_some_and(|t| t.state == TaskState::TaskStaging as i32) {
+                if self
+                    .frameworks
+                    .get(&framework_id)
+                    .and_then(|f| f.tasks.get(&task_id))
+                    .is_some_and(|t| t.state == TaskState::TaskStaging as i32)
+                {
                     // Still in flight to the agent: it reports it once it starts.
                     continue;
                 }
-                self.lose_task(&framework_id, &task_id, &agent_id, Reason::AgentRestarted, "Task was not reported by the re-registering agent", now);
+                self.lose_task(
+                    &framework_id,
+                    &task_id,
+                    &agent_id,
+                    Reason::AgentRestarted,
+                    "Task was not reported by the re-registering agent",
+                    now,
+                );
             }
             for task in message.tasks {
                 self.adopt_task(&agent_id, task, &message.frameworks);
@@ -240,14 +279,27 @@ impl Master {
                 }
             }
         }
-        self.add_agent(agent_id.clone(), info, from.clone(), message.version.clone(), message.agent_capabilities.clone(), total, &used, registered_time);
+        self.add_agent(
+            agent_id.clone(),
+            info,
+            from.clone(),
+            message.version.clone(),
+            message.agent_capabilities.clone(),
+            total,
+            &used,
+            registered_time,
+        );
         if let Some(agent) = self.agents.get_mut(&agent_id) {
             agent.reregistered_time = Some(now_secs());
             for executor in &message.executor_infos {
                 if let Some(framework_id) = &executor.framework_id {
-                    agent
-                        .executors
-                        .insert((framework_id.value.clone(), executor.executor_id.value.clone()), executor.clone());
+                    agent.executors.insert(
+                        (
+                            framework_id.value.clone(),
+                            executor.executor_id.value.clone(),
+                        ),
+                        executor.clone(),
+                    );
                 }
             }
         }
@@ -255,7 +307,10 @@ impl Master {
             if let Some(framework_id) = &executor.framework_id {
                 self.ensure_framework(&framework_id.value, &message.frameworks);
                 if let Some(f) = self.frameworks.get_mut(&framework_id.value) {
-                    f.executors.insert((agent_id.clone(), executor.executor_id.value.clone()), executor.clone());
+                    f.executors.insert(
+                        (agent_id.clone(), executor.executor_id.value.clone()),
+                        executor.clone(),
+                    );
                 }
             }
         }
@@ -276,14 +331,17 @@ impl Master {
             .find(|f| f.id.as_ref().is_some_and(|i| i.value == framework_id))
             .cloned()
             .unwrap_or_else(|| v1::FrameworkInfo {
-                id: Some(v1::FrameworkId { value: framework_id.to_string() }),
+                id: Some(v1::FrameworkId {
+                    value: framework_id.to_string(),
+                }),
                 ..Default::default()
             });
         let mut framework = Framework::new(framework_id.to_string(), info, now_secs());
         framework.recovered = true;
         framework.generation = 1;
         let roles = framework.roles.clone();
-        self.allocator.add_framework(framework_id, &roles, &[], false);
+        self.allocator
+            .add_framework(framework_id, &roles, &[], false);
         tracing::info!(%framework_id, "recovered framework from a re-registering agent");
         self.frameworks.insert(framework_id.to_string(), framework);
     }
@@ -296,12 +354,17 @@ impl Master {
             return;
         };
         if framework.tasks.contains_key(&task_id) {
-            if let (Some(known), true) = (framework.tasks.get_mut(&task_id), task.state != TaskState::TaskStaging as i32) {
+            if let (Some(known), true) = (
+                framework.tasks.get_mut(&task_id),
+                task.state != TaskState::TaskStaging as i32,
+            ) {
                 known.state = task.state;
             }
             return;
         }
-        task.agent_id = v1::AgentId { value: agent_id.to_string() };
+        task.agent_id = v1::AgentId {
+            value: agent_id.to_string(),
+        };
         framework.unreachable_tasks.remove(&task_id);
         framework.tasks.insert(task_id.clone(), task);
         if let Some(agent) = self.agents.get_mut(agent_id) {
@@ -309,7 +372,12 @@ impl Master {
         }
     }
 
-    fn unregister_agent(&mut self, from: &Upid, message: msg::UnregisterSlaveMessage, now: Instant) {
+    fn unregister_agent(
+        &mut self,
+        from: &Upid,
+        message: msg::UnregisterSlaveMessage,
+        now: Instant,
+    ) {
         let agent_id = message.slave_id.value;
         if self.agents.get(&agent_id).is_some_and(|a| a.pid == *from) {
             tracing::info!(%agent_id, "agent unregistered");
@@ -338,11 +406,25 @@ impl Master {
         }
         // Tasks of frameworks that do not checkpoint do not survive an
         // agent restart (Mesos removes them on disconnection).
-        let tasks: Vec<(String, String)> = self.agents.get(agent_id).map(|a| a.tasks.iter().cloned().collect()).unwrap_or_default();
+        let tasks: Vec<(String, String)> = self
+            .agents
+            .get(agent_id)
+            .map(|a| a.tasks.iter().cloned().collect())
+            .unwrap_or_default();
         for (framework_id, task_id) in tasks {
-            let checkpoint = self.frameworks.get(&framework_id).is_some_and(|f| f.info.checkpoint.unwrap_or(false));
+            let checkpoint = self
+                .frameworks
+                .get(&framework_id)
+                .is_some_and(|f| f.info.checkpoint.unwrap_or(false));
             if !checkpoint {
-                self.lose_task(&framework_id, &task_id, agent_id, Reason::AgentDisconnected, "Agent disconnected", now);
+                self.lose_task(
+                    &framework_id,
+                    &task_id,
+                    agent_id,
+                    Reason::AgentDisconnected,
+                    "Agent disconnected",
+                    now,
+                );
             }
         }
     }
@@ -385,14 +467,22 @@ impl Master {
             self.remove_offer(&offer_id, true, None, now);
         }
         for (framework_id, task_id) in tasks {
-            self.lose_task(&framework_id, &task_id, agent_id, reason, "Agent removed", now);
+            self.lose_task(
+                &framework_id,
+                &task_id,
+                agent_id,
+                reason,
+                "Agent removed",
+                now,
+            );
         }
         if let Some(agent) = self.agents.remove(agent_id) {
             self.observers.remove(&agent.observer);
             self.agent_by_pid.remove(&agent.pid.to_string());
             for (framework_id, executor_id) in agent.executors.keys() {
                 if let Some(f) = self.frameworks.get_mut(framework_id) {
-                    f.executors.remove(&(agent_id.to_string(), executor_id.clone()));
+                    f.executors
+                        .remove(&(agent_id.to_string(), executor_id.clone()));
                 }
             }
         }
@@ -402,10 +492,20 @@ impl Master {
 
     /// A task is gone with its agent: TASK_UNREACHABLE for partition-aware
     /// frameworks (kept as unreachable), TASK_LOST otherwise.
-    fn lose_task(&mut self, framework_id: &str, task_id: &str, agent_id: &str, reason: Reason, message: &str, now: Instant) {
+    fn lose_task(
+        &mut self,
+        framework_id: &str,
+        task_id: &str,
+        agent_id: &str,
+        reason: Reason,
+        message: &str,
+        now: Instant,
+    ) {
         let _ = now;
         if let Some(agent) = self.agents.get_mut(agent_id) {
-            agent.tasks.remove(&(framework_id.to_string(), task_id.to_string()));
+            agent
+                .tasks
+                .remove(&(framework_id.to_string(), task_id.to_string()));
         }
         let max = self.config.max_completed_tasks_per_framework;
         let Some(framework) = self.frameworks.get_mut(framework_id) else {
@@ -415,24 +515,36 @@ impl Master {
             return;
         };
         let resources = Resources::try_from(task.resources.clone()).ok();
-        let partition_aware = has_capability(&framework.info, v1::framework_info::capability::Type::PartitionAware);
-        let state = if partition_aware { TaskState::TaskUnreachable } else { TaskState::TaskLost };
+        let partition_aware = has_capability(
+            &framework.info,
+            v1::framework_info::capability::Type::PartitionAware,
+        );
+        let state = if partition_aware {
+            TaskState::TaskUnreachable
+        } else {
+            TaskState::TaskLost
+        };
         let mut status = master_status(task_id, Some(agent_id), state, reason, message);
         status.executor_id = task.executor_id.clone();
         if partition_aware {
-            status.unreachable_time = Some(v1::TimeInfo { nanoseconds: (now_secs() * 1e9) as i64 });
+            status.unreachable_time = Some(v1::TimeInfo {
+                nanoseconds: (now_secs() * 1e9) as i64,
+            });
         }
         task.state = state as i32;
         task.statuses.push(status.clone());
         framework.send(&update_event(status));
         if partition_aware {
-            framework.unreachable_tasks.insert(task_id.to_string(), task);
+            framework
+                .unreachable_tasks
+                .insert(task_id.to_string(), task);
         } else {
             self.counters.tasks_lost += 1;
             framework.complete_task(task, max);
         }
         if let Some(resources) = resources {
-            self.allocator.recover_resources(framework_id, agent_id, &resources, None, now);
+            self.allocator
+                .recover_resources(framework_id, agent_id, &resources, None, now);
         }
     }
 
@@ -442,12 +554,18 @@ impl Master {
         let framework_id = update.framework_id.value.clone();
         let mut status = update.status;
         let task_id = status.task_id.value.clone();
-        let agent_id = update.slave_id.as_ref().map(|a| a.value.clone()).unwrap_or_default();
+        let agent_id = update
+            .slave_id
+            .as_ref()
+            .map(|a| a.value.clone())
+            .unwrap_or_default();
         if status.uuid.is_none() {
             status.uuid = update.uuid.clone();
         }
         if status.agent_id.is_none() && !agent_id.is_empty() {
-            status.agent_id = Some(v1::AgentId { value: agent_id.clone() });
+            status.agent_id = Some(v1::AgentId {
+                value: agent_id.clone(),
+            });
         }
         let latest_state = update.latest_state.unwrap_or(status.state);
         let Some(framework) = self.frameworks.get_mut(&framework_id) else {
@@ -483,7 +601,8 @@ impl Master {
         // Dropped if disconnected: the agent retries until acknowledged.
         framework.send(&update_event(status));
         if let Some(resources) = recovered {
-            self.allocator.recover_resources(&framework_id, &agent_id, &resources, None, now);
+            self.allocator
+                .recover_resources(&framework_id, &agent_id, &resources, None, now);
         }
     }
 
@@ -492,10 +611,14 @@ impl Master {
         let framework_id = message.framework_id.value.clone();
         let executor_id = message.executor_id.value.clone();
         if let Some(agent) = self.agents.get_mut(&agent_id) {
-            agent.executors.remove(&(framework_id.clone(), executor_id.clone()));
+            agent
+                .executors
+                .remove(&(framework_id.clone(), executor_id.clone()));
         }
         if let Some(framework) = self.frameworks.get_mut(&framework_id) {
-            framework.executors.remove(&(agent_id.clone(), executor_id.clone()));
+            framework
+                .executors
+                .remove(&(agent_id.clone(), executor_id.clone()));
             framework.send(&Event {
                 r#type: Some(event::Type::Failure as i32),
                 failure: Some(event::Failure {
@@ -524,7 +647,13 @@ impl Master {
 
     /// A master-generated TASK_LOST for a task on an agent that is gone.
     pub fn task_lost_status(task_id: &str, agent_id: &str) -> v1::TaskStatus {
-        master_status(task_id, Some(agent_id), TaskState::TaskLost, Reason::AgentRemoved, "Agent removed")
+        master_status(
+            task_id,
+            Some(agent_id),
+            TaskState::TaskLost,
+            Reason::AgentRemoved,
+            "Agent removed",
+        )
     }
 }
 

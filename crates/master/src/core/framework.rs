@@ -24,7 +24,9 @@ pub struct Subscriber {
 impl Subscriber {
     /// Encodes and queues one event; false if the stream is gone.
     pub fn send(&self, event: &Event) -> bool {
-        self.sink.send(encode_event(event, self.content_type)).is_ok()
+        self.sink
+            .send(encode_event(event, self.content_type))
+            .is_ok()
     }
 }
 
@@ -106,7 +108,10 @@ impl Framework {
     }
 
     /// Whether it has a capability.
-    pub fn has_capability(&self, capability: mesos_proto::v1::framework_info::capability::Type) -> bool {
+    pub fn has_capability(
+        &self,
+        capability: mesos_proto::v1::framework_info::capability::Type,
+    ) -> bool {
         has_capability(&self.info, capability)
     }
 
@@ -128,7 +133,10 @@ impl Framework {
 }
 
 /// Whether `info` declares `capability`.
-pub fn has_capability(info: &FrameworkInfo, capability: mesos_proto::v1::framework_info::capability::Type) -> bool {
+pub fn has_capability(
+    info: &FrameworkInfo,
+    capability: mesos_proto::v1::framework_info::capability::Type,
+) -> bool {
     info.capabilities
         .iter()
         .any(|c| c.r#type == Some(capability as i32))

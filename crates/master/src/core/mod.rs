@@ -405,7 +405,13 @@ impl Master {
 
     /// Removes an offer and returns its resources to the allocator, with a
     /// refusal filter when given. Sends RESCIND when `rescind` is set.
-    fn remove_offer(&mut self, offer_id: &str, rescind: bool, refuse: Option<Duration>, now: Instant) -> Option<Offer> {
+    fn remove_offer(
+        &mut self,
+        offer_id: &str,
+        rescind: bool,
+        refuse: Option<Duration>,
+        now: Instant,
+    ) -> Option<Offer> {
         let offer = self.offers.remove(offer_id)?;
         let framework_id = offer.offer.framework_id.value.clone();
         let agent_id = offer.offer.agent_id.value.clone();
@@ -425,7 +431,9 @@ impl Master {
                 });
             }
         }
-        if let Ok(resources) = mesos_common::resources::Resources::try_from(offer.offer.resources.clone()) {
+        if let Ok(resources) =
+            mesos_common::resources::Resources::try_from(offer.offer.resources.clone())
+        {
             self.allocator
                 .recover_resources(&framework_id, &agent_id, &resources, refuse, now);
         }
@@ -467,7 +475,9 @@ impl Master {
         let tasks: Vec<_> = framework.tasks.drain().map(|(_, t)| t).collect();
         for mut task in tasks {
             if let Some(agent) = self.agents.get_mut(&task.agent_id.value) {
-                agent.tasks.remove(&(framework_id.to_string(), task.task_id.value.clone()));
+                agent
+                    .tasks
+                    .remove(&(framework_id.to_string(), task.task_id.value.clone()));
             }
             if !is_terminal(task.state) {
                 task.state = TaskState::TaskKilled as i32;
@@ -491,7 +501,9 @@ impl Master {
 
     /// Whether a framework id belongs to a removed framework.
     pub fn is_completed_framework(&self, framework_id: &str) -> bool {
-        self.completed_frameworks.iter().any(|f| f.id == framework_id)
+        self.completed_frameworks
+            .iter()
+            .any(|f| f.id == framework_id)
     }
 }
 
@@ -525,7 +537,9 @@ pub fn master_status(
         message: Some(message.into()),
         source: Some(task_status::Source::Master as i32),
         reason: Some(reason as i32),
-        agent_id: agent_id.map(|a| mesos_proto::v1::AgentId { value: a.to_string() }),
+        agent_id: agent_id.map(|a| mesos_proto::v1::AgentId {
+            value: a.to_string(),
+        }),
         timestamp: Some(now_secs()),
         ..Default::default()
     }

@@ -56,7 +56,10 @@ pub fn validate_call(call: &Call) -> Result<(), String> {
         }
     };
     if kind == call::Type::Subscribe {
-        let subscribe = call.subscribe.as_ref().ok_or("Expecting 'subscribe' to be present")?;
+        let subscribe = call
+            .subscribe
+            .as_ref()
+            .ok_or("Expecting 'subscribe' to be present")?;
         if let (Some(a), Some(b)) = (&call.framework_id, &subscribe.framework_info.id) {
             if a.value != b.value {
                 return Err("'framework_id' differs from 'subscribe.framework_info.id'".into());
@@ -68,14 +71,26 @@ pub fn validate_call(call: &Call) -> Result<(), String> {
     match kind {
         call::Type::Accept => require(call.accept.is_some(), "accept"),
         call::Type::Decline => require(call.decline.is_some(), "decline"),
-        call::Type::AcceptInverseOffers => require(call.accept_inverse_offers.is_some(), "accept_inverse_offers"),
-        call::Type::DeclineInverseOffers => require(call.decline_inverse_offers.is_some(), "decline_inverse_offers"),
+        call::Type::AcceptInverseOffers => require(
+            call.accept_inverse_offers.is_some(),
+            "accept_inverse_offers",
+        ),
+        call::Type::DeclineInverseOffers => require(
+            call.decline_inverse_offers.is_some(),
+            "decline_inverse_offers",
+        ),
         call::Type::Kill => require(call.kill.is_some(), "kill"),
         call::Type::Shutdown => require(call.shutdown.is_some(), "shutdown"),
         call::Type::Acknowledge => {
-            let ack = call.acknowledge.as_ref().ok_or("Expecting 'acknowledge' to be present")?;
+            let ack = call
+                .acknowledge
+                .as_ref()
+                .ok_or("Expecting 'acknowledge' to be present")?;
             if ack.uuid.len() != 16 {
-                return Err(format!("Failed to parse UUID: expected 16 bytes, got {}", ack.uuid.len()));
+                return Err(format!(
+                    "Failed to parse UUID: expected 16 bytes, got {}",
+                    ack.uuid.len()
+                ));
             }
             Ok(())
         }
@@ -84,14 +99,22 @@ pub fn validate_call(call: &Call) -> Result<(), String> {
                 .acknowledge_operation_status
                 .as_ref()
                 .ok_or("Expecting 'acknowledge_operation_status' to be present")?;
-            require(ack.agent_id.is_some(), "acknowledge_operation_status.agent_id")
+            require(
+                ack.agent_id.is_some(),
+                "acknowledge_operation_status.agent_id",
+            )
         }
         call::Type::Reconcile => require(call.reconcile.is_some(), "reconcile"),
-        call::Type::ReconcileOperations => require(call.reconcile_operations.is_some(), "reconcile_operations"),
+        call::Type::ReconcileOperations => {
+            require(call.reconcile_operations.is_some(), "reconcile_operations")
+        }
         call::Type::Message => require(call.message.is_some(), "message"),
         call::Type::Request => require(call.request.is_some(), "request"),
         call::Type::UpdateFramework => {
-            let update = call.update_framework.as_ref().ok_or("Expecting 'update_framework' to be present")?;
+            let update = call
+                .update_framework
+                .as_ref()
+                .ok_or("Expecting 'update_framework' to be present")?;
             match (&update.framework_info.id, &call.framework_id) {
                 (Some(a), Some(b)) if a.value == b.value => Ok(()),
                 _ => Err("'framework_id' differs from 'update_framework.framework_info.id'".into()),
@@ -156,8 +179,17 @@ fn refuse_duration(filters: Option<&v1::Filters>) -> Duration {
 impl Master {
     /// SUBSCRIBE: always a stream; failures are one ERROR event and the
     /// stream closes.
-    pub fn subscribe(&mut self, call: Call, content_type: ContentType, now: Instant) -> Subscription {
-        *self.counters.scheduler_calls.entry("subscribe").or_default() += 1;
+    pub fn subscribe(
+        &mut self,
+        call: Call,
+        content_type: ContentType,
+        now: Instant,
+    ) -> Subscription {
+        *self
+            .counters
+            .scheduler_calls
+            .entry("subscribe")
+            .or_default() += 1;
         let (tx, records) = mpsc::unbounded_channel();
         let stream_id = uuid::Uuid::new_v4().to_string();
         let subscriber = Subscriber {
@@ -167,7 +199,11 @@ impl Master {
         };
         let Some(subscribe) = call.subscribe else {
             subscriber.send(&error_event("Expecting 'subscribe' to be present"));
-            return Subscription { stream_id, framework_id: None, records };
+            return Subscription {
+                stream_id,
+                framework_id: None,
+                records,
+            };
         };
         let mut info = subscribe.framework_info;
         if let Err(message) = validate_framework_info(
@@ -177,7 +213,11 @@ impl Master {
         ) {
             tracing::warn!(framework = %info.name, "refusing subscription: {message}");
             subscriber.send(&error_event(message));
-            return Subscription { stream_id, framework_id: None, records };
+            return Subscription {
+                stream_id,
+                framework_id: None,
+                records,
+            };
         }
         let suppressed: HashSet<String> = subscribe.suppressed_roles.into_iter().collect();
         let roles = roles_of(&info);
@@ -185,7 +225,11 @@ impl Master {
             subscriber.send(&error_event(format!(
                 "Suppressed roles {{ {bad} }} are not contained in the set of roles"
             )));
-            return Subscription { stream_id, framework_id: None, records };
+            return Subscription {
+                stream_id,
+                framework_id: None,
+                records,
+            };
         }
         let requested_id = call
             .framework_id
@@ -194,17 +238,25 @@ impl Master {
         let framework_id = match requested_id {
             Some(id) if self.is_completed_framework(&id) => {
                 subscriber.send(&error_event("Framework has been removed"));
-                return Subscription { stream_id, framework_id: None, records };
+                return Subscription {
+                    stream_id,
+                    framework_id: None,
+                    records,
+                };
             }
             Some(id) => id,
             None => self.new_framework_id(),
         };
-        info.id = Some(v1::FrameworkId { value: framework_id.clone() });
+        info.id = Some(v1::FrameworkId {
+            value: framework_id.clone(),
+        });
 
         let subscribed = Event {
             r#type: Some(event::Type::Subscribed as i32),
             subscribed: Some(event::Subscribed {
-                framework_id: v1::FrameworkId { value: framework_id.clone() },
+                framework_id: v1::FrameworkId {
+                    value: framework_id.clone(),
+                },
                 heartbeat_interval_seconds: Some(HEARTBEAT_INTERVAL_SECS),
                 master_info: Some(self.info.clone()),
             }),
@@ -218,7 +270,11 @@ impl Master {
                 if info.principal.as_ref().is_some_and(|p| p != principal) {
                     let error = error_event("Changing framework's principal is not allowed.");
                     subscriber.send(&error);
-                    return Subscription { stream_id, framework_id: None, records };
+                    return Subscription {
+                        stream_id,
+                        framework_id: None,
+                        records,
+                    };
                 }
             }
             // Failover: the old stream learns why it ends.
@@ -241,7 +297,8 @@ impl Master {
             framework.generation += 1;
             tracing::info!(%framework_id, "framework resubscribed");
             let suppressed: Vec<String> = suppressed.into_iter().collect();
-            self.allocator.update_framework(&framework_id, &roles, &suppressed);
+            self.allocator
+                .update_framework(&framework_id, &roles, &suppressed);
             self.allocator.activate_framework(&framework_id);
             self.broadcast_framework_update(&framework_id);
         } else {
@@ -250,11 +307,16 @@ impl Master {
             framework.subscriber = Some(subscriber);
             tracing::info!(%framework_id, name = %framework.info.name, roles = ?roles, "framework subscribed");
             let suppressed: Vec<String> = suppressed.into_iter().collect();
-            self.allocator.add_framework(&framework_id, &roles, &suppressed, true);
+            self.allocator
+                .add_framework(&framework_id, &roles, &suppressed, true);
             self.frameworks.insert(framework_id.clone(), framework);
         }
         let _ = now;
-        Subscription { stream_id, framework_id: Some(framework_id), records }
+        Subscription {
+            stream_id,
+            framework_id: Some(framework_id),
+            records,
+        }
     }
 
     fn broadcast_framework_update(&mut self, framework_id: &str) {
@@ -262,11 +324,18 @@ impl Master {
             return;
         };
         let message = msg::UpdateFrameworkMessage {
-            framework_id: v1::FrameworkId { value: framework_id.to_string() },
+            framework_id: v1::FrameworkId {
+                value: framework_id.to_string(),
+            },
             pid: Some(String::new()),
             framework_info: Some(framework.info.clone()),
         };
-        let pids: Vec<_> = self.agents.values().filter(|a| a.connected).map(|a| a.pid.clone()).collect();
+        let pids: Vec<_> = self
+            .agents
+            .values()
+            .filter(|a| a.connected)
+            .map(|a| a.pid.clone())
+            .collect();
         for pid in pids {
             self.send(&pid, &message);
         }
@@ -301,18 +370,35 @@ impl Master {
     }
 
     /// Any call but SUBSCRIBE, already validated by [`validate_call`].
-    pub fn scheduler_call(&mut self, call: Call, stream_id: Option<&str>, now: Instant) -> Result<CallReply, HttpError> {
-        let kind = call.r#type.and_then(|t| call::Type::try_from(t).ok()).unwrap_or(call::Type::Unknown);
-        let framework_id = call.framework_id.as_ref().map(|f| f.value.clone()).unwrap_or_default();
+    pub fn scheduler_call(
+        &mut self,
+        call: Call,
+        stream_id: Option<&str>,
+        now: Instant,
+    ) -> Result<CallReply, HttpError> {
+        let kind = call
+            .r#type
+            .and_then(|t| call::Type::try_from(t).ok())
+            .unwrap_or(call::Type::Unknown);
+        let framework_id = call
+            .framework_id
+            .as_ref()
+            .map(|f| f.value.clone())
+            .unwrap_or_default();
         let Some(framework) = self.frameworks.get(&framework_id) else {
             return Err(HttpError::bad_request("Framework cannot be found"));
         };
         let Some(subscriber) = &framework.subscriber else {
-            return Err(HttpError::new(StatusCode::FORBIDDEN, "Framework is not subscribed"));
+            return Err(HttpError::new(
+                StatusCode::FORBIDDEN,
+                "Framework is not subscribed",
+            ));
         };
         match stream_id {
             None => {
-                return Err(HttpError::bad_request("All non-subscribe calls should include the 'Mesos-Stream-Id' header"));
+                return Err(HttpError::bad_request(
+                    "All non-subscribe calls should include the 'Mesos-Stream-Id' header",
+                ));
             }
             Some(id) if id != subscriber.stream_id => {
                 return Err(HttpError::bad_request(format!(
@@ -321,7 +407,11 @@ impl Master {
             }
             Some(_) => {}
         }
-        *self.counters.scheduler_calls.entry(call_name(kind)).or_default() += 1;
+        *self
+            .counters
+            .scheduler_calls
+            .entry(call_name(kind))
+            .or_default() += 1;
         match kind {
             call::Type::Teardown => {
                 tracing::info!(%framework_id, "framework teardown");
@@ -336,7 +426,11 @@ impl Master {
                 if let Some(decline) = call.decline {
                     let refuse = refuse_duration(decline.filters.as_ref());
                     for offer_id in decline.offer_ids {
-                        if self.offers.get(&offer_id.value).is_some_and(|o| o.offer.framework_id.value == framework_id) {
+                        if self
+                            .offers
+                            .get(&offer_id.value)
+                            .is_some_and(|o| o.offer.framework_id.value == framework_id)
+                        {
                             self.counters.offers_declined += 1;
                             self.remove_offer(&offer_id.value, false, Some(refuse), now);
                         }
@@ -360,11 +454,20 @@ impl Master {
             }
             call::Type::Shutdown => {
                 if let Some(shutdown) = call.shutdown {
-                    if let Some(pid) = self.agents.get(&shutdown.agent_id.value).map(|a| a.pid.clone()) {
-                        self.send(&pid, &msg::ShutdownExecutorMessage {
-                            executor_id: Some(shutdown.executor_id),
-                            framework_id: Some(v1::FrameworkId { value: framework_id.clone() }),
-                        });
+                    if let Some(pid) = self
+                        .agents
+                        .get(&shutdown.agent_id.value)
+                        .map(|a| a.pid.clone())
+                    {
+                        self.send(
+                            &pid,
+                            &msg::ShutdownExecutorMessage {
+                                executor_id: Some(shutdown.executor_id),
+                                framework_id: Some(v1::FrameworkId {
+                                    value: framework_id.clone(),
+                                }),
+                            },
+                        );
                     }
                 }
             }
@@ -380,13 +483,22 @@ impl Master {
             }
             call::Type::Message => {
                 if let Some(message) = call.message {
-                    if let Some(pid) = self.agents.get(&message.agent_id.value).map(|a| a.pid.clone()) {
-                        self.send(&pid, &msg::FrameworkToExecutorMessage {
-                            slave_id: message.agent_id,
-                            framework_id: v1::FrameworkId { value: framework_id.clone() },
-                            executor_id: message.executor_id,
-                            data: message.data,
-                        });
+                    if let Some(pid) = self
+                        .agents
+                        .get(&message.agent_id.value)
+                        .map(|a| a.pid.clone())
+                    {
+                        self.send(
+                            &pid,
+                            &msg::FrameworkToExecutorMessage {
+                                slave_id: message.agent_id,
+                                framework_id: v1::FrameworkId {
+                                    value: framework_id.clone(),
+                                },
+                                executor_id: message.executor_id,
+                                data: message.data,
+                            },
+                        );
                     }
                 }
             }
@@ -405,7 +517,10 @@ impl Master {
             | call::Type::AcknowledgeOperationStatus
             | call::Type::ReconcileOperations => {}
             call::Type::Subscribe | call::Type::Unknown => {
-                return Err(HttpError::new(StatusCode::NOT_IMPLEMENTED, "Received an unexpected call type"));
+                return Err(HttpError::new(
+                    StatusCode::NOT_IMPLEMENTED,
+                    "Received an unexpected call type",
+                ));
             }
         }
         Ok(CallReply::Accepted)
@@ -413,7 +528,11 @@ impl Master {
 
     fn set_suppressed(&mut self, framework_id: &str, roles: &[String], suppressed: bool) {
         if let Some(framework) = self.frameworks.get_mut(framework_id) {
-            let roles: Vec<String> = if roles.is_empty() { framework.roles.clone() } else { roles.to_vec() };
+            let roles: Vec<String> = if roles.is_empty() {
+                framework.roles.clone()
+            } else {
+                roles.to_vec()
+            };
             for role in roles {
                 if suppressed {
                     framework.suppressed_roles.insert(role);
@@ -424,40 +543,59 @@ impl Master {
         }
     }
 
-    fn update_framework(&mut self, framework_id: &str, update: mesos_proto::v1::scheduler::call::UpdateFramework) -> Result<(), HttpError> {
+    fn update_framework(
+        &mut self,
+        framework_id: &str,
+        update: mesos_proto::v1::scheduler::call::UpdateFramework,
+    ) -> Result<(), HttpError> {
         let info = update.framework_info;
-        validate_framework_info(&info, self.config.role_whitelist.as_deref(), self.config.root_submissions)
-            .map_err(HttpError::bad_request)?;
+        validate_framework_info(
+            &info,
+            self.config.role_whitelist.as_deref(),
+            self.config.root_submissions,
+        )
+        .map_err(HttpError::bad_request)?;
         let Some(framework) = self.frameworks.get_mut(framework_id) else {
             return Err(HttpError::bad_request("Framework cannot be found"));
         };
         if info.user != framework.info.user {
-            return Err(HttpError::bad_request("Updating 'FrameworkInfo.user' is unsupported"));
+            return Err(HttpError::bad_request(
+                "Updating 'FrameworkInfo.user' is unsupported",
+            ));
         }
         if info.checkpoint.unwrap_or(false) != framework.info.checkpoint.unwrap_or(false) {
-            return Err(HttpError::bad_request("Updating 'FrameworkInfo.checkpoint' is unsupported"));
+            return Err(HttpError::bad_request(
+                "Updating 'FrameworkInfo.checkpoint' is unsupported",
+            ));
         }
         if info.principal != framework.info.principal {
-            return Err(HttpError::bad_request("Changing framework's principal is not allowed."));
+            return Err(HttpError::bad_request(
+                "Changing framework's principal is not allowed.",
+            ));
         }
         let roles = roles_of(&info);
         if let Some(bad) = update.suppressed_roles.iter().find(|r| !roles.contains(r)) {
-            return Err(HttpError::bad_request(format!("Suppressed roles {{ {bad} }} are not contained in the set of roles")));
+            return Err(HttpError::bad_request(format!(
+                "Suppressed roles {{ {bad} }} are not contained in the set of roles"
+            )));
         }
         framework.info = info;
         framework.roles = roles.clone();
         framework.suppressed_roles = update.suppressed_roles.iter().cloned().collect();
-        self.allocator.update_framework(framework_id, &roles, &update.suppressed_roles);
+        self.allocator
+            .update_framework(framework_id, &roles, &update.suppressed_roles);
         self.broadcast_framework_update(framework_id);
         Ok(())
     }
 
     fn accept(&mut self, framework_id: &str, accept: call::Accept, now: Instant) {
         let refuse = refuse_duration(accept.filters.as_ref());
-        let partition_aware = self
-            .frameworks
-            .get(framework_id)
-            .is_some_and(|f| has_capability(&f.info, v1::framework_info::capability::Type::PartitionAware));
+        let partition_aware = self.frameworks.get(framework_id).is_some_and(|f| {
+            has_capability(
+                &f.info,
+                v1::framework_info::capability::Type::PartitionAware,
+            )
+        });
 
         // Offers must exist, belong to this framework, be on one agent and
         // be allocated to one role.
@@ -480,7 +618,9 @@ impl Master {
                     break;
                 }
                 Some(offer) => {
-                    if agent_id.get_or_insert_with(|| offer.offer.agent_id.value.clone()) != &offer.offer.agent_id.value {
+                    if agent_id.get_or_insert_with(|| offer.offer.agent_id.value.clone())
+                        != &offer.offer.agent_id.value
+                    {
                         error = Some("Aggregated offers must belong to one single agent".into());
                         break;
                     }
@@ -498,7 +638,11 @@ impl Master {
             // Return whatever was valid, and tell the framework about every
             // task it tried to launch.
             for offer_id in &accept.offer_ids {
-                if self.offers.get(&offer_id.value).is_some_and(|o| o.offer.framework_id.value == framework_id) {
+                if self
+                    .offers
+                    .get(&offer_id.value)
+                    .is_some_and(|o| o.offer.framework_id.value == framework_id)
+                {
                     self.remove_offer(&offer_id.value, false, None, now);
                 }
             }
@@ -546,12 +690,21 @@ impl Master {
             }
         }
         for operation in accept.operations {
-            let kind = operation.r#type.and_then(|t| operation::Type::try_from(t).ok());
+            let kind = operation
+                .r#type
+                .and_then(|t| operation::Type::try_from(t).ok());
             match kind {
                 Some(operation::Type::Launch) => {
                     let tasks = operation.launch.map(|l| l.task_infos).unwrap_or_default();
                     for task in tasks {
-                        self.launch_task(framework_id, &agent_id, &role, task, None, &mut remaining);
+                        self.launch_task(
+                            framework_id,
+                            &agent_id,
+                            &role,
+                            task,
+                            None,
+                            &mut remaining,
+                        );
                     }
                 }
                 Some(operation::Type::LaunchGroup) => {
@@ -561,15 +714,21 @@ impl Master {
                 }
                 other => {
                     tracing::warn!(%framework_id, operation = ?other, "dropping unsupported offer operation");
-                    if let (Some(id), Some(framework)) = (operation.id, self.frameworks.get(framework_id)) {
+                    if let (Some(id), Some(framework)) =
+                        (operation.id, self.frameworks.get(framework_id))
+                    {
                         framework.send(&Event {
                             r#type: Some(event::Type::UpdateOperationStatus as i32),
                             update_operation_status: Some(event::UpdateOperationStatus {
                                 status: v1::OperationStatus {
                                     operation_id: Some(id),
                                     state: v1::OperationState::OperationError as i32,
-                                    message: Some(format!("Operation {other:?} is not supported by this master")),
-                                    agent_id: Some(v1::AgentId { value: agent_id.clone() }),
+                                    message: Some(format!(
+                                        "Operation {other:?} is not supported by this master"
+                                    )),
+                                    agent_id: Some(v1::AgentId {
+                                        value: agent_id.clone(),
+                                    }),
                                     ..Default::default()
                                 },
                             }),
@@ -580,7 +739,13 @@ impl Master {
             }
         }
         if !remaining.is_empty() {
-            self.allocator.recover_resources(framework_id, &agent_id, &remaining, Some(refuse), now);
+            self.allocator.recover_resources(
+                framework_id,
+                &agent_id,
+                &remaining,
+                Some(refuse),
+                now,
+            );
         }
     }
 
@@ -591,7 +756,9 @@ impl Master {
         for resource in &mut resources {
             match &resource.allocation_info {
                 None => {
-                    resource.allocation_info = Some(v1::resource::AllocationInfo { role: Some(role.to_string()) })
+                    resource.allocation_info = Some(v1::resource::AllocationInfo {
+                        role: Some(role.to_string()),
+                    })
                 }
                 Some(info) if info.role.as_deref() != Some(role) => {
                     return Err(format!(
@@ -621,8 +788,13 @@ impl Master {
                 return Err(e);
             }
             validate_task_shape(&task, agent_id)?;
-            let framework = self.frameworks.get(framework_id).ok_or("Framework is gone")?;
-            if framework.tasks.contains_key(&task_id) || framework.unreachable_tasks.contains_key(&task_id) {
+            let framework = self
+                .frameworks
+                .get(framework_id)
+                .ok_or("Framework is gone")?;
+            if framework.tasks.contains_key(&task_id)
+                || framework.unreachable_tasks.contains_key(&task_id)
+            {
                 return Err(format!("Task has duplicate ID: {task_id}"));
             }
             let mut needed = Self::task_resources(&task.resources, role)?;
@@ -665,7 +837,9 @@ impl Master {
             task.resources = resources.into_vec();
         }
         if let Some(executor) = &mut task.executor {
-            executor.framework_id = Some(v1::FrameworkId { value: framework_id.to_string() });
+            executor.framework_id = Some(v1::FrameworkId {
+                value: framework_id.to_string(),
+            });
             if let Ok(resources) = Self::task_resources(&executor.resources, role) {
                 executor.resources = resources.into_vec();
             }
@@ -675,23 +849,28 @@ impl Master {
         };
         let executor_id = task.executor.as_ref().map(|e| e.executor_id.clone());
         if let Some(executor) = &task.executor {
-            framework
-                .executors
-                .insert((agent_id.to_string(), executor.executor_id.value.clone()), executor.clone());
+            framework.executors.insert(
+                (agent_id.to_string(), executor.executor_id.value.clone()),
+                executor.clone(),
+            );
         }
         let record = v1::Task {
             name: task.name.clone(),
             task_id: task.task_id.clone(),
-            framework_id: v1::FrameworkId { value: framework_id.to_string() },
+            framework_id: v1::FrameworkId {
+                value: framework_id.to_string(),
+            },
             executor_id: executor_id.clone(),
-            agent_id: v1::AgentId { value: agent_id.to_string() },
+            agent_id: v1::AgentId {
+                value: agent_id.to_string(),
+            },
             state: TaskState::TaskStaging as i32,
             resources: task.resources.clone(),
             labels: task.labels.clone(),
             discovery: task.discovery.clone(),
             container: task.container.clone(),
             health_check: task.health_check.clone(),
-            kill_policy: task.kill_policy.clone(),
+            kill_policy: task.kill_policy,
             user: task.command.as_ref().and_then(|c| c.user.clone()),
             ..Default::default()
         };
@@ -700,25 +879,40 @@ impl Master {
         let Some(agent) = self.agents.get_mut(agent_id) else {
             return;
         };
-        agent.tasks.insert((framework_id.to_string(), task_id.clone()));
+        agent
+            .tasks
+            .insert((framework_id.to_string(), task_id.clone()));
         if let Some(executor) = &task.executor {
-            agent
-                .executors
-                .insert((framework_id.to_string(), executor.executor_id.value.clone()), executor.clone());
+            agent.executors.insert(
+                (framework_id.to_string(), executor.executor_id.value.clone()),
+                executor.clone(),
+            );
         }
         let pid = agent.pid.clone();
         tracing::info!(%framework_id, %task_id, %agent_id, "launching task");
-        self.send(&pid, &msg::RunTaskMessage {
-            framework_id: Some(v1::FrameworkId { value: framework_id.to_string() }),
-            framework: framework_info,
-            pid: Some("@0.0.0.0:0".to_string()),
-            task,
-            resource_version_uuids: vec![],
-            launch_executor: None,
-        });
+        self.send(
+            &pid,
+            &msg::RunTaskMessage {
+                framework_id: Some(v1::FrameworkId {
+                    value: framework_id.to_string(),
+                }),
+                framework: framework_info,
+                pid: Some("@0.0.0.0:0".to_string()),
+                task,
+                resource_version_uuids: vec![],
+                launch_executor: None,
+            },
+        );
     }
 
-    fn launch_group(&mut self, framework_id: &str, agent_id: &str, role: &str, group: v1::offer::operation::LaunchGroup, remaining: &mut Resources) {
+    fn launch_group(
+        &mut self,
+        framework_id: &str,
+        agent_id: &str,
+        role: &str,
+        group: v1::offer::operation::LaunchGroup,
+        remaining: &mut Resources,
+    ) {
         let mut executor = group.executor;
         let tasks = group.task_group.tasks;
         // All-or-nothing: validate the group as a whole first.
@@ -731,7 +925,10 @@ impl Master {
             }
             super::validation::validate_id("Executor ID", &executor.executor_id.value)?;
             let mut ids = HashSet::new();
-            let framework = self.frameworks.get(framework_id).ok_or("Framework is gone")?;
+            let framework = self
+                .frameworks
+                .get(framework_id)
+                .ok_or("Framework is gone")?;
             let mut needed = Resources::default();
             let key = (agent_id.to_string(), executor.executor_id.value.clone());
             if !framework.executors.contains_key(&key) {
@@ -739,13 +936,22 @@ impl Master {
             }
             for task in &tasks {
                 if !ids.insert(task.task_id.value.clone()) {
-                    return Err(format!("Task group has duplicate task ID: {}", task.task_id.value));
+                    return Err(format!(
+                        "Task group has duplicate task ID: {}",
+                        task.task_id.value
+                    ));
                 }
                 if task.executor.is_some() {
-                    return Err(format!("Task '{}' in a task group must not set 'executor'", task.task_id.value));
+                    return Err(format!(
+                        "Task '{}' in a task group must not set 'executor'",
+                        task.task_id.value
+                    ));
                 }
                 if task.command.is_none() {
-                    return Err(format!("Task '{}' in a task group must set 'command'", task.task_id.value));
+                    return Err(format!(
+                        "Task '{}' in a task group must set 'command'",
+                        task.task_id.value
+                    ));
                 }
                 super::validation::validate_task_shape(task, agent_id)?;
                 if framework.tasks.contains_key(&task.task_id.value) {
@@ -754,7 +960,9 @@ impl Master {
                 needed += Self::task_resources(&task.resources, role)?;
             }
             if !remaining.contains(&needed) {
-                return Err(format!("Task group uses more resources {needed} than available {remaining}"));
+                return Err(format!(
+                    "Task group uses more resources {needed} than available {remaining}"
+                ));
             }
             Ok(needed)
         })();
@@ -778,7 +986,9 @@ impl Master {
             }
         };
         *remaining -= needed;
-        executor.framework_id = Some(v1::FrameworkId { value: framework_id.to_string() });
+        executor.framework_id = Some(v1::FrameworkId {
+            value: framework_id.to_string(),
+        });
         if let Ok(resources) = Self::task_resources(&executor.resources, role) {
             executor.resources = resources.into_vec();
         }
@@ -786,9 +996,10 @@ impl Master {
         let Some(framework) = self.frameworks.get_mut(framework_id) else {
             return;
         };
-        framework
-            .executors
-            .insert((agent_id.to_string(), executor.executor_id.value.clone()), executor.clone());
+        framework.executors.insert(
+            (agent_id.to_string(), executor.executor_id.value.clone()),
+            executor.clone(),
+        );
         for mut task in tasks {
             if let Ok(resources) = Self::task_resources(&task.resources, role) {
                 task.resources = resources.into_vec();
@@ -798,9 +1009,13 @@ impl Master {
                 v1::Task {
                     name: task.name.clone(),
                     task_id: task.task_id.clone(),
-                    framework_id: v1::FrameworkId { value: framework_id.to_string() },
+                    framework_id: v1::FrameworkId {
+                        value: framework_id.to_string(),
+                    },
                     executor_id: Some(executor.executor_id.clone()),
-                    agent_id: v1::AgentId { value: agent_id.to_string() },
+                    agent_id: v1::AgentId {
+                        value: agent_id.to_string(),
+                    },
                     state: TaskState::TaskStaging as i32,
                     resources: task.resources.clone(),
                     labels: task.labels.clone(),
@@ -815,19 +1030,25 @@ impl Master {
             return;
         };
         for task in &group_tasks {
-            agent.tasks.insert((framework_id.to_string(), task.task_id.value.clone()));
+            agent
+                .tasks
+                .insert((framework_id.to_string(), task.task_id.value.clone()));
         }
-        agent
-            .executors
-            .insert((framework_id.to_string(), executor.executor_id.value.clone()), executor.clone());
+        agent.executors.insert(
+            (framework_id.to_string(), executor.executor_id.value.clone()),
+            executor.clone(),
+        );
         let pid = agent.pid.clone();
-        self.send(&pid, &msg::RunTaskGroupMessage {
-            framework: framework_info,
-            executor,
-            task_group: v1::TaskGroupInfo { tasks: group_tasks },
-            resource_version_uuids: vec![],
-            launch_executor: None,
-        });
+        self.send(
+            &pid,
+            &msg::RunTaskGroupMessage {
+                framework: framework_info,
+                executor,
+                task_group: v1::TaskGroupInfo { tasks: group_tasks },
+                resource_version_uuids: vec![],
+                launch_executor: None,
+            },
+        );
     }
 
     fn kill_task(&mut self, framework_id: &str, kill: call::Kill) {
@@ -837,14 +1058,23 @@ impl Master {
             .get(framework_id)
             .and_then(|f| f.tasks.get(&task_id))
             .map(|t| t.agent_id.value.clone());
-        match found.and_then(|agent_id| self.agents.get(&agent_id).map(|a| (agent_id, a.pid.clone()))) {
+        match found.and_then(|agent_id| {
+            self.agents
+                .get(&agent_id)
+                .map(|a| (agent_id, a.pid.clone()))
+        }) {
             Some((agent_id, pid)) => {
                 tracing::info!(%framework_id, %task_id, %agent_id, "killing task");
-                self.send(&pid, &msg::KillTaskMessage {
-                    framework_id: v1::FrameworkId { value: framework_id.to_string() },
-                    task_id: kill.task_id,
-                    kill_policy: kill.kill_policy,
-                });
+                self.send(
+                    &pid,
+                    &msg::KillTaskMessage {
+                        framework_id: v1::FrameworkId {
+                            value: framework_id.to_string(),
+                        },
+                        task_id: kill.task_id,
+                        kill_policy: kill.kill_policy,
+                    },
+                );
             }
             None => {
                 let agent_id = kill.agent_id.as_ref().map(|a| a.value.clone());
@@ -869,12 +1099,17 @@ impl Master {
             return;
         };
         let pid = agent.pid.clone();
-        self.send(&pid, &msg::StatusUpdateAcknowledgementMessage {
-            slave_id: ack.agent_id.clone(),
-            framework_id: v1::FrameworkId { value: framework_id.to_string() },
-            task_id: ack.task_id.clone(),
-            uuid: ack.uuid.clone(),
-        });
+        self.send(
+            &pid,
+            &msg::StatusUpdateAcknowledgementMessage {
+                slave_id: ack.agent_id.clone(),
+                framework_id: v1::FrameworkId {
+                    value: framework_id.to_string(),
+                },
+                task_id: ack.task_id.clone(),
+                uuid: ack.uuid.clone(),
+            },
+        );
         // A task leaves the active set once its terminal update is acked.
         let max = self.config.max_completed_tasks_per_framework;
         if let Some(framework) = self.frameworks.get_mut(framework_id) {
@@ -897,15 +1132,22 @@ impl Master {
         let Some(framework) = self.frameworks.get(framework_id) else {
             return;
         };
-        let partition_aware = has_capability(&framework.info, v1::framework_info::capability::Type::PartitionAware);
+        let partition_aware = has_capability(
+            &framework.info,
+            v1::framework_info::capability::Type::PartitionAware,
+        );
         let latest = |task: &v1::Task| {
-            let mut status = task.statuses.last().cloned().unwrap_or_else(|| v1::TaskStatus {
-                task_id: task.task_id.clone(),
-                state: task.state,
-                agent_id: Some(task.agent_id.clone()),
-                executor_id: task.executor_id.clone(),
-                ..Default::default()
-            });
+            let mut status = task
+                .statuses
+                .last()
+                .cloned()
+                .unwrap_or_else(|| v1::TaskStatus {
+                    task_id: task.task_id.clone(),
+                    state: task.state,
+                    agent_id: Some(task.agent_id.clone()),
+                    executor_id: task.executor_id.clone(),
+                    ..Default::default()
+                });
             status.state = task.state;
             status.uuid = None;
             status.source = Some(v1::task_status::Source::Master as i32);
@@ -921,24 +1163,45 @@ impl Master {
         } else {
             for wanted in &reconcile.tasks {
                 let id = &wanted.task_id.value;
-                if let Some(task) = framework.tasks.get(id).or_else(|| framework.unreachable_tasks.get(id)) {
+                if let Some(task) = framework
+                    .tasks
+                    .get(id)
+                    .or_else(|| framework.unreachable_tasks.get(id))
+                {
                     statuses.push(latest(task));
                     continue;
                 }
                 let agent_id = wanted.agent_id.as_ref().map(|a| a.value.as_str());
                 let (state, message) = match agent_id {
-                    Some(a) if self.unreachable_agents.contains_key(a) => (TaskState::TaskUnreachable, "Reconciliation: Task is unreachable"),
+                    Some(a) if self.unreachable_agents.contains_key(a) => (
+                        TaskState::TaskUnreachable,
+                        "Reconciliation: Task is unreachable",
+                    ),
                     Some(a) if self.recovered_agents.contains_key(a) => continue, // agent may still re-register
                     Some(a) if self.agents.contains_key(a) => (
-                        if partition_aware { TaskState::TaskGone } else { TaskState::TaskLost },
+                        if partition_aware {
+                            TaskState::TaskGone
+                        } else {
+                            TaskState::TaskLost
+                        },
                         "Reconciliation: Task is unknown to the agent",
                     ),
                     _ => (
-                        if partition_aware { TaskState::TaskUnknown } else { TaskState::TaskLost },
+                        if partition_aware {
+                            TaskState::TaskUnknown
+                        } else {
+                            TaskState::TaskLost
+                        },
                         "Reconciliation: Task is unknown",
                     ),
                 };
-                statuses.push(master_status(id, agent_id, state, Reason::Reconciliation, message));
+                statuses.push(master_status(
+                    id,
+                    agent_id,
+                    state,
+                    Reason::Reconciliation,
+                    message,
+                ));
             }
         }
         for status in statuses {

@@ -24,16 +24,22 @@ pub fn validate_role(role: &str) -> Result<(), String> {
     }
     for component in role.split('/') {
         if component == "." || component == ".." || component == "*" {
-            return Err(format!("Role '{role}' cannot contain '{component}' as a component"));
+            return Err(format!(
+                "Role '{role}' cannot contain '{component}' as a component"
+            ));
         }
         if component.starts_with('-') {
-            return Err(format!("Role '{role}' cannot have a component starting with '-'"));
+            return Err(format!(
+                "Role '{role}' cannot have a component starting with '-'"
+            ));
         }
         if component
             .chars()
             .any(|c| matches!(c, '\x09'..='\x0d' | ' ' | '\x7f'))
         {
-            return Err(format!("Role '{role}' cannot contain whitespace or DEL characters"));
+            return Err(format!(
+                "Role '{role}' cannot contain whitespace or DEL characters"
+            ));
         }
     }
     Ok(())
@@ -49,20 +55,29 @@ pub fn validate_framework_info(
     let multi_role = has_capability(info, Capability::MultiRole);
     if multi_role {
         if info.role.is_some() {
-            return Err("'FrameworkInfo.role' must not be set when the framework is MULTI_ROLE capable".into());
+            return Err(
+                "'FrameworkInfo.role' must not be set when the framework is MULTI_ROLE capable"
+                    .into(),
+            );
         }
         let mut seen = HashSet::new();
         for role in &info.roles {
             if !seen.insert(role) {
-                return Err(format!("'FrameworkInfo.roles' contains duplicate role '{role}'"));
+                return Err(format!(
+                    "'FrameworkInfo.roles' contains duplicate role '{role}'"
+                ));
             }
         }
     } else if !info.roles.is_empty() {
-        return Err("'FrameworkInfo.roles' must not be set when the framework is not MULTI_ROLE capable".into());
+        return Err(
+            "'FrameworkInfo.roles' must not be set when the framework is not MULTI_ROLE capable"
+                .into(),
+        );
     }
     let roles = super::framework::roles_of(info);
     for role in &roles {
-        validate_role(role).map_err(|e| format!("'FrameworkInfo.roles' contains invalid role: {e}"))?;
+        validate_role(role)
+            .map_err(|e| format!("'FrameworkInfo.roles' contains invalid role: {e}"))?;
     }
     if let Some(whitelist) = whitelist {
         let missing: Vec<&str> = roles
@@ -78,11 +93,15 @@ pub fn validate_framework_info(
         }
     }
     if info.user == "root" && !root_submissions {
-        return Err("User 'root' is not allowed to run frameworks without --root_submissions set".into());
+        return Err(
+            "User 'root' is not allowed to run frameworks without --root_submissions set".into(),
+        );
     }
     if let Some(timeout) = info.failover_timeout {
-        if !timeout.is_finite() || timeout < 0.0 || timeout > 1e11 {
-            return Err(format!("The framework failover_timeout ({timeout}) is invalid"));
+        if !timeout.is_finite() || !(0.0..=1e11).contains(&timeout) {
+            return Err(format!(
+                "The framework failover_timeout ({timeout}) is invalid"
+            ));
         }
     }
     Ok(())
@@ -105,7 +124,10 @@ pub fn validate_task_shape(task: &TaskInfo, offer_agent: &str) -> Result<(), Str
         ));
     }
     if task.executor.is_some() == task.command.is_some() {
-        return Err("Task should have at least one (but not both) of CommandInfo or ExecutorInfo present".into());
+        return Err(
+            "Task should have at least one (but not both) of CommandInfo or ExecutorInfo present"
+                .into(),
+        );
     }
     if let Some(command) = &task.command {
         if command.shell.unwrap_or(true) && command.value.as_deref().unwrap_or("").is_empty() {
@@ -125,12 +147,18 @@ pub fn validate_id(what: &str, id: &str) -> Result<(), String> {
         return Err(format!("{what} must not be empty"));
     }
     if id.len() > 255 {
-        return Err(format!("{what} '{}...' is longer than 255 characters", &id[..32.min(id.len())]));
+        return Err(format!(
+            "{what} '{}...' is longer than 255 characters",
+            &id[..32.min(id.len())]
+        ));
     }
     if id == "." || id == ".." {
         return Err(format!("{what} '{id}' is disallowed"));
     }
-    if id.chars().any(|c| c == '/' || c.is_control() || c.is_whitespace()) {
+    if id
+        .chars()
+        .any(|c| c == '/' || c.is_control() || c.is_whitespace())
+    {
         return Err(format!("{what} '{id}' contains invalid characters"));
     }
     Ok(())
@@ -148,7 +176,9 @@ mod tests {
             role: role.map(str::to_string),
             roles: roles.iter().map(|r| r.to_string()).collect(),
             capabilities: if multi {
-                vec![Cap { r#type: Some(Capability::MultiRole as i32) }]
+                vec![Cap {
+                    r#type: Some(Capability::MultiRole as i32),
+                }]
             } else {
                 vec![]
             },
@@ -178,7 +208,8 @@ mod tests {
     #[test]
     fn whitelist_and_root() {
         let wl = vec!["prod/web".to_string()];
-        let err = validate_framework_info(&info(Some("dev"), &[], false), Some(&wl), true).expect_err("not listed");
+        let err = validate_framework_info(&info(Some("dev"), &[], false), Some(&wl), true)
+            .expect_err("not listed");
         assert_eq!(err, "Roles { dev } are not present in the master's --roles");
         assert!(validate_framework_info(&info(Some("prod"), &[], false), Some(&wl), true).is_ok());
         let mut root = info(None, &[], false);

@@ -18,7 +18,11 @@ pub async fn teardown(State(app): State<AppState>, body: Bytes) -> Response {
         .find(|(k, _)| k == "frameworkId")
         .map(|(_, v)| v.into_owned());
     let Some(framework_id) = framework_id else {
-        return (StatusCode::BAD_REQUEST, "Missing 'frameworkId' query parameter in the request body").into_response();
+        return (
+            StatusCode::BAD_REQUEST,
+            "Missing 'frameworkId' query parameter in the request body",
+        )
+            .into_response();
     };
     let removed = app
         .master
@@ -27,7 +31,9 @@ pub async fn teardown(State(app): State<AppState>, body: Bytes) -> Response {
                 m.remove_framework(&framework_id, now);
                 Ok(())
             } else {
-                Err(format!("No framework found with specified ID '{framework_id}'"))
+                Err(format!(
+                    "No framework found with specified ID '{framework_id}'"
+                ))
             }
         })
         .await;
@@ -44,29 +50,44 @@ fn decode(content_type: ContentType, body: &[u8]) -> Result<Call, HttpError> {
             mesos_proto::json::ConvertError::Json(reason) => {
                 HttpError::bad_request(format!("Failed to parse body into JSON: {reason}"))
             }
-            other => HttpError::bad_request(format!("Failed to convert JSON into Call protobuf: {other}")),
+            other => HttpError::bad_request(format!(
+                "Failed to convert JSON into Call protobuf: {other}"
+            )),
         }),
-        ContentType::Protobuf => mesos_proto::json::decode_checked::<Call>(body)
-            .map_err(|e| HttpError::bad_request(format!("Failed to parse body into Call protobuf: {e}"))),
+        ContentType::Protobuf => mesos_proto::json::decode_checked::<Call>(body).map_err(|e| {
+            HttpError::bad_request(format!("Failed to parse body into Call protobuf: {e}"))
+        }),
     }
 }
 
 /// `POST /api/v1`.
-pub async fn api(State(app): State<AppState>, method: Method, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn api(
+    State(app): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     match operator(app, method, headers, body).await {
         Ok(response) => response,
         Err(e) => e.into_response(),
     }
 }
 
-async fn operator(app: AppState, method: Method, headers: HeaderMap, body: Bytes) -> Result<Response, HttpError> {
+async fn operator(
+    app: AppState,
+    method: Method,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, HttpError> {
     if method != Method::POST {
         return Err(HttpError::method_not_allowed("POST"));
     }
     let content_type = request_content_type(&headers)?;
     let call = decode(content_type, &body)?;
     let Some(kind) = call.r#type.and_then(|t| call::Type::try_from(t).ok()) else {
-        return Err(HttpError::bad_request("Failed to validate master::Call: Expecting 'type' to be present"));
+        return Err(HttpError::bad_request(
+            "Failed to validate master::Call: Expecting 'type' to be present",
+        ));
     };
     let accept = negotiate(&headers).ok_or_else(|| {
         HttpError::new(
@@ -83,19 +104,24 @@ async fn operator(app: AppState, method: Method, headers: HeaderMap, body: Bytes
         }),
         call::Type::GetFlags => Some(MasterResponse {
             r#type: Some(response::Type::GetFlags as i32),
-            get_flags: Some(response::GetFlags { flags: flags_proto(&flags) }),
+            get_flags: Some(response::GetFlags {
+                flags: flags_proto(&flags),
+            }),
             ..Default::default()
         }),
         call::Type::GetVersion => Some(MasterResponse {
             r#type: Some(response::Type::GetVersion as i32),
-            get_version: Some(response::GetVersion { version_info: version_info() }),
+            get_version: Some(response::GetVersion {
+                version_info: version_info(),
+            }),
             ..Default::default()
         }),
         call::Type::Teardown => {
-            let framework_id = call
-                .teardown
-                .map(|t| t.framework_id.value)
-                .ok_or_else(|| HttpError::bad_request("Failed to validate master::Call: Expecting 'teardown' to be present"))?;
+            let framework_id = call.teardown.map(|t| t.framework_id.value).ok_or_else(|| {
+                HttpError::bad_request(
+                    "Failed to validate master::Call: Expecting 'teardown' to be present",
+                )
+            })?;
             let outcome = app
                 .master
                 .write(move |m, now| {
@@ -110,7 +136,10 @@ async fn operator(app: AppState, method: Method, headers: HeaderMap, body: Bytes
             return match outcome {
                 Some(true) => Ok(StatusCode::OK.into_response()),
                 Some(false) => Err(HttpError::bad_request("Framework cannot be found")),
-                None => Err(HttpError::new(StatusCode::SERVICE_UNAVAILABLE, "Master is shutting down")),
+                None => Err(HttpError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Master is shutting down",
+                )),
             };
         }
         _ => {
@@ -118,14 +147,22 @@ async fn operator(app: AppState, method: Method, headers: HeaderMap, body: Bytes
             match read {
                 Some(Some(response)) => Some(response),
                 Some(None) => None,
-                None => return Err(HttpError::new(StatusCode::SERVICE_UNAVAILABLE, "Master is shutting down")),
+                None => {
+                    return Err(HttpError::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "Master is shutting down",
+                    ))
+                }
             }
         }
     };
     let Some(response) = response else {
         return Err(HttpError::new(
             StatusCode::NOT_IMPLEMENTED,
-            format!("Operator call {} is not supported by this master", kind.as_str_name()),
+            format!(
+                "Operator call {} is not supported by this master",
+                kind.as_str_name()
+            ),
         ));
     };
     Ok(encode(&response, accept))
@@ -136,14 +173,22 @@ fn encode(response: &MasterResponse, accept: ContentType) -> Response {
         ContentType::Json => mesos_proto::json::to_string(response).into_bytes(),
         ContentType::Protobuf => prost::Message::encode_to_vec(response),
     };
-    (StatusCode::OK, [(header::CONTENT_TYPE, accept.as_str())], body).into_response()
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, accept.as_str())],
+        body,
+    )
+        .into_response()
 }
 
 fn flags_proto(flags: &Flags) -> Vec<v1::Flag> {
     flags
         .to_map()
         .into_iter()
-        .map(|(name, value)| v1::Flag { name, value: Some(value) })
+        .map(|(name, value)| v1::Flag {
+            name,
+            value: Some(value),
+        })
         .collect()
 }
 
@@ -172,15 +217,24 @@ fn get_agents(m: &Master) -> response::GetAgents {
                 ..Default::default()
             })
             .collect(),
-        recovered_agents: m.recovered_agents.values().map(|a| a.info.clone()).collect(),
+        recovered_agents: m
+            .recovered_agents
+            .values()
+            .map(|a| a.info.clone())
+            .collect(),
     }
 }
 
 fn time_info(seconds: f64) -> v1::TimeInfo {
-    v1::TimeInfo { nanoseconds: (seconds * 1e9) as i64 }
+    v1::TimeInfo {
+        nanoseconds: (seconds * 1e9) as i64,
+    }
 }
 
-fn framework_proto(f: &crate::core::Framework, active: bool) -> response::get_frameworks::Framework {
+fn framework_proto(
+    f: &crate::core::Framework,
+    active: bool,
+) -> response::get_frameworks::Framework {
     response::get_frameworks::Framework {
         framework_info: f.info.clone(),
         active,
@@ -195,16 +249,32 @@ fn framework_proto(f: &crate::core::Framework, active: bool) -> response::get_fr
 
 fn get_frameworks(m: &Master) -> response::GetFrameworks {
     response::GetFrameworks {
-        frameworks: m.frameworks.values().map(|f| framework_proto(f, f.connected())).collect(),
-        completed_frameworks: m.completed_frameworks.iter().map(|f| framework_proto(f, false)).collect(),
+        frameworks: m
+            .frameworks
+            .values()
+            .map(|f| framework_proto(f, f.connected()))
+            .collect(),
+        completed_frameworks: m
+            .completed_frameworks
+            .iter()
+            .map(|f| framework_proto(f, false))
+            .collect(),
         recovered_frameworks: vec![],
     }
 }
 
 fn get_tasks(m: &Master) -> response::GetTasks {
     response::GetTasks {
-        tasks: m.frameworks.values().flat_map(|f| f.tasks.values().cloned()).collect(),
-        unreachable_tasks: m.frameworks.values().flat_map(|f| f.unreachable_tasks.values().cloned()).collect(),
+        tasks: m
+            .frameworks
+            .values()
+            .flat_map(|f| f.tasks.values().cloned())
+            .collect(),
+        unreachable_tasks: m
+            .frameworks
+            .values()
+            .flat_map(|f| f.unreachable_tasks.values().cloned())
+            .collect(),
         completed_tasks: m
             .frameworks
             .values()
@@ -221,10 +291,14 @@ fn get_executors(m: &Master) -> response::GetExecutors {
             .frameworks
             .values()
             .flat_map(|f| {
-                f.executors.iter().map(|((agent_id, _), e)| response::get_executors::Executor {
-                    executor_info: e.clone(),
-                    agent_id: v1::AgentId { value: agent_id.clone() },
-                })
+                f.executors
+                    .iter()
+                    .map(|((agent_id, _), e)| response::get_executors::Executor {
+                        executor_info: e.clone(),
+                        agent_id: v1::AgentId {
+                            value: agent_id.clone(),
+                        },
+                    })
             })
             .collect(),
         orphan_executors: vec![],
@@ -240,7 +314,10 @@ fn read_call(m: &Master, kind: call::Type) -> Option<MasterResponse> {
                 .as_object()
                 .map(|o| {
                     o.iter()
-                        .map(|(name, value)| v1::Metric { name: name.clone(), value: value.as_f64() })
+                        .map(|(name, value)| v1::Metric {
+                            name: name.clone(),
+                            value: value.as_f64(),
+                        })
                         .collect()
                 })
                 .unwrap_or_default();
@@ -286,7 +363,9 @@ fn read_call(m: &Master, kind: call::Type) -> Option<MasterResponse> {
                                 .map(|f| {
                                     f.iter()
                                         .filter_map(|id| id.as_str())
-                                        .map(|id| v1::FrameworkId { value: id.to_string() })
+                                        .map(|id| v1::FrameworkId {
+                                            value: id.to_string(),
+                                        })
                                         .collect()
                                 })
                                 .unwrap_or_default(),

@@ -21,34 +21,46 @@ use crate::core::HEARTBEAT_INTERVAL_SECS;
 /// Decodes a Call body in the given encoding, with Mesos's error texts.
 pub fn decode_call(content_type: ContentType, body: &[u8]) -> Result<Call, HttpError> {
     match content_type {
-        ContentType::Json => {
-            mesos_proto::json::from_slice::<Call>(body).map_err(|e| match e {
-                mesos_proto::json::ConvertError::Json(reason) => {
-                    HttpError::bad_request(format!("Failed to parse body into JSON: {reason}"))
-                }
-                other => HttpError::bad_request(format!("Failed to convert JSON into Call protobuf: {other}")),
-            })
-        }
-        ContentType::Protobuf => mesos_proto::json::decode_checked::<Call>(body)
-            .map_err(|e| HttpError::bad_request(format!("Failed to parse body into Call protobuf: {e}"))),
+        ContentType::Json => mesos_proto::json::from_slice::<Call>(body).map_err(|e| match e {
+            mesos_proto::json::ConvertError::Json(reason) => {
+                HttpError::bad_request(format!("Failed to parse body into JSON: {reason}"))
+            }
+            other => HttpError::bad_request(format!(
+                "Failed to convert JSON into Call protobuf: {other}"
+            )),
+        }),
+        ContentType::Protobuf => mesos_proto::json::decode_checked::<Call>(body).map_err(|e| {
+            HttpError::bad_request(format!("Failed to parse body into Call protobuf: {e}"))
+        }),
     }
 }
 
 /// The handler.
-pub async fn handle(State(app): State<AppState>, method: Method, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn handle(
+    State(app): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     match scheduler(app, method, headers, body).await {
         Ok(response) => response,
         Err(e) => e.into_response(),
     }
 }
 
-async fn scheduler(app: AppState, method: Method, headers: HeaderMap, body: Bytes) -> Result<Response, HttpError> {
+async fn scheduler(
+    app: AppState,
+    method: Method,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, HttpError> {
     if method != Method::POST {
         return Err(HttpError::method_not_allowed("POST"));
     }
     let content_type = request_content_type(&headers)?;
     let call = decode_call(content_type, &body)?;
-    validate_call(&call).map_err(|e| HttpError::bad_request(format!("Failed to validate scheduler::Call: {e}")))?;
+    validate_call(&call)
+        .map_err(|e| HttpError::bad_request(format!("Failed to validate scheduler::Call: {e}")))?;
     let stream_id = headers
         .get("mesos-stream-id")
         .map(|v| v.to_str().unwrap_or_default().to_string());
@@ -60,10 +72,16 @@ async fn scheduler(app: AppState, method: Method, headers: HeaderMap, body: Byte
             ));
         };
         if stream_id.is_some() {
-            return Err(HttpError::bad_request("Subscribe calls should not include the 'Mesos-Stream-Id' header"));
+            return Err(HttpError::bad_request(
+                "Subscribe calls should not include the 'Mesos-Stream-Id' header",
+            ));
         }
         let (tx, rx) = oneshot::channel();
-        app.master.send(Command::Subscribe { call, content_type: accept, reply: tx });
+        app.master.send(Command::Subscribe {
+            call,
+            content_type: accept,
+            reply: tx,
+        });
         let subscription = rx.await.map_err(|_| unavailable())?;
         let stream = event_stream(
             subscription.records,
@@ -76,14 +94,21 @@ async fn scheduler(app: AppState, method: Method, headers: HeaderMap, body: Byte
             StatusCode::OK,
             [
                 (header::CONTENT_TYPE, accept.as_str().to_string()),
-                (header::HeaderName::from_static("mesos-stream-id"), subscription.stream_id),
+                (
+                    header::HeaderName::from_static("mesos-stream-id"),
+                    subscription.stream_id,
+                ),
             ],
             Body::from_stream(stream),
         )
             .into_response());
     }
     let (tx, rx) = oneshot::channel();
-    app.master.send(Command::Call { call, stream_id, reply: tx });
+    app.master.send(Command::Call {
+        call,
+        stream_id,
+        reply: tx,
+    });
     match rx.await.map_err(|_| unavailable())?? {
         CallReply::Accepted => Ok(StatusCode::ACCEPTED.into_response()),
         CallReply::Ok => Ok(StatusCode::OK.into_response()),
@@ -140,7 +165,11 @@ fn event_stream(
         records,
         heartbeat,
         heartbeat_record: encode_event(&heartbeat_event, content_type),
-        _guard: CloseGuard { master, framework_id, stream_id },
+        _guard: CloseGuard {
+            master,
+            framework_id,
+            stream_id,
+        },
     };
     futures::stream::unfold(state, |mut state| async move {
         tokio::select! {

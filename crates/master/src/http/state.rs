@@ -29,7 +29,9 @@ pub struct Params {
 }
 
 fn state_name(state: i32) -> &'static str {
-    TaskState::try_from(state).map(|s| s.as_str_name()).unwrap_or("TASK_UNKNOWN")
+    TaskState::try_from(state)
+        .map(|s| s.as_str_name())
+        .unwrap_or("TASK_UNKNOWN")
 }
 
 fn resources_json(resources: &[v1::Resource]) -> Value {
@@ -199,15 +201,26 @@ pub fn framework_json(master: &Master, framework: &Framework, with_tasks: bool) 
     if framework.has_capability(v1::framework_info::capability::Type::MultiRole) {
         object["roles"] = json!(framework.roles);
     } else {
-        object["role"] = json!(framework.roles.first().cloned().unwrap_or_else(|| "*".into()));
+        object["role"] = json!(framework
+            .roles
+            .first()
+            .cloned()
+            .unwrap_or_else(|| "*".into()));
     }
     if let Some(labels) = labels_json(&info.labels) {
         object["labels"] = labels;
     }
     if with_tasks {
         object["tasks"] = Value::Array(framework.tasks.values().map(task_json).collect());
-        object["unreachable_tasks"] = Value::Array(framework.unreachable_tasks.values().map(task_json).collect());
-        object["completed_tasks"] = Value::Array(framework.completed_tasks.iter().map(task_json).collect());
+        object["unreachable_tasks"] = Value::Array(
+            framework
+                .unreachable_tasks
+                .values()
+                .map(task_json)
+                .collect(),
+        );
+        object["completed_tasks"] =
+            Value::Array(framework.completed_tasks.iter().map(task_json).collect());
         object["offers"] = Value::Array(
             framework
                 .offers
@@ -230,7 +243,11 @@ pub fn framework_json(master: &Master, framework: &Framework, with_tasks: bool) 
 fn agent_used(master: &Master, agent: &Agent) -> Resources {
     let mut used = Resources::default();
     for (framework_id, task_id) in &agent.tasks {
-        if let Some(task) = master.frameworks.get(framework_id).and_then(|f| f.tasks.get(task_id)) {
+        if let Some(task) = master
+            .frameworks
+            .get(framework_id)
+            .and_then(|f| f.tasks.get(task_id))
+        {
             if let Ok(r) = Resources::try_from(task.resources.clone()) {
                 used += r;
             }
@@ -264,7 +281,11 @@ fn attributes_json(attributes: &[v1::Attribute]) -> Value {
         } else if let Some(t) = &attribute.text {
             json!(t.value)
         } else if let Some(r) = &attribute.ranges {
-            let parts: Vec<String> = r.range.iter().map(|r| format!("{}-{}", r.begin, r.end)).collect();
+            let parts: Vec<String> = r
+                .range
+                .iter()
+                .map(|r| format!("{}-{}", r.begin, r.end))
+                .collect();
             json!(format!("[{}]", parts.join(", ")))
         } else if let Some(s) = &attribute.set {
             json!(format!("{{{}}}", s.item.join(", ")))
@@ -322,7 +343,13 @@ pub fn agent_json(master: &Master, agent: &Agent) -> Value {
 }
 
 fn flags_json(flags: &Flags) -> Value {
-    Value::Object(flags.to_map().into_iter().map(|(k, v)| (k, Value::String(v))).collect())
+    Value::Object(
+        flags
+            .to_map()
+            .into_iter()
+            .map(|(k, v)| (k, Value::String(v)))
+            .collect(),
+    )
 }
 
 fn version_fields(object: &mut Value) {
@@ -374,14 +401,24 @@ pub fn state_json(master: &Master, flags: &Flags) -> Value {
 
 fn task_counts(tasks: impl Iterator<Item = i32>) -> Map<String, Value> {
     let mut counts: Map<String, Value> = [
-        "TASK_STAGING", "TASK_STARTING", "TASK_RUNNING", "TASK_KILLING", "TASK_FINISHED", "TASK_KILLED",
-        "TASK_FAILED", "TASK_LOST", "TASK_ERROR", "TASK_UNREACHABLE",
+        "TASK_STAGING",
+        "TASK_STARTING",
+        "TASK_RUNNING",
+        "TASK_KILLING",
+        "TASK_FINISHED",
+        "TASK_KILLED",
+        "TASK_FAILED",
+        "TASK_LOST",
+        "TASK_ERROR",
+        "TASK_UNREACHABLE",
     ]
     .iter()
     .map(|s| (s.to_string(), json!(0)))
     .collect();
     for state in tasks {
-        let entry = counts.entry(state_name(state).to_string()).or_insert(json!(0));
+        let entry = counts
+            .entry(state_name(state).to_string())
+            .or_insert(json!(0));
         *entry = json!(entry.as_u64().unwrap_or(0) + 1);
     }
     counts
@@ -395,7 +432,11 @@ pub fn state_summary_json(master: &Master, flags: &Flags) -> Value {
         .map(|agent| {
             let mut object = agent_json(master, agent);
             let states = agent.tasks.iter().filter_map(|(f, t)| {
-                master.frameworks.get(f).and_then(|f| f.tasks.get(t)).map(|t| t.state)
+                master
+                    .frameworks
+                    .get(f)
+                    .and_then(|f| f.tasks.get(t))
+                    .map(|t| t.state)
             });
             if let Value::Object(map) = &mut object {
                 map.extend(task_counts(states));
@@ -421,7 +462,11 @@ pub fn state_summary_json(master: &Master, flags: &Flags) -> Value {
                         .chain(framework.unreachable_tasks.values())
                         .map(|t| t.state),
                 ));
-                let mut agent_ids: Vec<&String> = framework.tasks.values().map(|t| &t.agent_id.value).collect();
+                let mut agent_ids: Vec<&String> = framework
+                    .tasks
+                    .values()
+                    .map(|t| &t.agent_id.value)
+                    .collect();
                 agent_ids.sort();
                 agent_ids.dedup();
                 map.insert("slave_ids".into(), json!(agent_ids));
@@ -443,30 +488,53 @@ pub fn tasks_json(master: &Master, params: &Params) -> Result<Value, String> {
     let limit: usize = match params.limit.as_deref() {
         None => 100,
         Some("-1") => usize::MAX,
-        Some(l) => l.parse().map_err(|_| format!("Failed to parse limit: '{l}' is not a number"))?,
+        Some(l) => l
+            .parse()
+            .map_err(|_| format!("Failed to parse limit: '{l}' is not a number"))?,
     };
     let offset: usize = match params.offset.as_deref() {
         None => 0,
-        Some(o) => o.parse().map_err(|_| format!("Failed to parse offset: '{o}' is not a number"))?,
+        Some(o) => o
+            .parse()
+            .map_err(|_| format!("Failed to parse offset: '{o}' is not a number"))?,
     };
     let ascending = match params.order.as_deref() {
         None | Some("des") => false,
         Some("asc") => true,
-        Some(o) => return Err(format!("Failed to parse order: '{o}' is not 'asc' or 'des'")),
+        Some(o) => {
+            return Err(format!(
+                "Failed to parse order: '{o}' is not 'asc' or 'des'"
+            ))
+        }
     };
     let mut tasks: Vec<&v1::Task> = master
         .frameworks
         .values()
         .filter(|f| params.framework_id.as_ref().is_none_or(|id| *id == f.id))
-        .flat_map(|f| f.tasks.values().chain(f.unreachable_tasks.values()).chain(f.completed_tasks.iter()))
-        .filter(|t| params.task_id.as_ref().is_none_or(|id| *id == t.task_id.value))
+        .flat_map(|f| {
+            f.tasks
+                .values()
+                .chain(f.unreachable_tasks.values())
+                .chain(f.completed_tasks.iter())
+        })
+        .filter(|t| {
+            params
+                .task_id
+                .as_ref()
+                .is_none_or(|id| *id == t.task_id.value)
+        })
         .collect();
     let stamp = |t: &v1::Task| t.statuses.last().and_then(|s| s.timestamp).unwrap_or(0.0);
     tasks.sort_by(|a, b| stamp(a).total_cmp(&stamp(b)));
     if !ascending {
         tasks.reverse();
     }
-    let page: Vec<Value> = tasks.into_iter().skip(offset).take(limit).map(task_json).collect();
+    let page: Vec<Value> = tasks
+        .into_iter()
+        .skip(offset)
+        .take(limit)
+        .map(task_json)
+        .collect();
     Ok(json!({ "tasks": page }))
 }
 
@@ -475,11 +543,19 @@ pub fn roles_json(master: &Master) -> Value {
     let mut roles: HashMap<String, (Vec<String>, Resources)> = HashMap::new();
     for framework in master.frameworks.values() {
         for role in &framework.roles {
-            roles.entry(role.clone()).or_default().0.push(framework.id.clone());
+            roles
+                .entry(role.clone())
+                .or_default()
+                .0
+                .push(framework.id.clone());
         }
         for task in framework.tasks.values() {
             for resource in &task.resources {
-                if let Some(role) = resource.allocation_info.as_ref().and_then(|a| a.role.clone()) {
+                if let Some(role) = resource
+                    .allocation_info
+                    .as_ref()
+                    .and_then(|a| a.role.clone())
+                {
                     if let Ok(r) = Resources::try_from(vec![resource.clone()]) {
                         roles.entry(role).or_default().1 += r;
                     }
@@ -584,7 +660,11 @@ fn ratio(used: f64, total: f64) -> f64 {
     }
 }
 
-async fn render(app: &AppState, jsonp: Option<&str>, f: impl FnOnce(&Master, &Flags) -> Value + Send + 'static) -> Response {
+async fn render(
+    app: &AppState,
+    jsonp: Option<&str>,
+    f: impl FnOnce(&Master, &Flags) -> Value + Send + 'static,
+) -> Response {
     let flags = app.flags.clone();
     match app.master.read(move |m| f(m, &flags)).await {
         Some(value) => json_response(&value, jsonp),
@@ -646,7 +726,10 @@ pub async fn roles(State(app): State<AppState>, Query(p): Query<Params>) -> Resp
 
 /// `GET /master/flags`.
 pub async fn flags(State(app): State<AppState>, Query(p): Query<Params>) -> Response {
-    json_response(&json!({ "flags": flags_json(&app.flags) }), p.jsonp.as_deref())
+    json_response(
+        &json!({ "flags": flags_json(&app.flags) }),
+        p.jsonp.as_deref(),
+    )
 }
 
 /// `GET /master/health`.
@@ -670,8 +753,18 @@ pub async fn metrics(State(app): State<AppState>, Query(p): Query<Params>) -> Re
 pub async fn redirect(State(app): State<AppState>) -> Response {
     let location = app
         .master
-        .read(|m| format!("//{}:{}", m.info.hostname.clone().unwrap_or_default(), m.info.port))
+        .read(|m| {
+            format!(
+                "//{}:{}",
+                m.info.hostname.clone().unwrap_or_default(),
+                m.info.port
+            )
+        })
         .await
         .unwrap_or_default();
-    (StatusCode::TEMPORARY_REDIRECT, [(header::LOCATION, location)]).into_response()
+    (
+        StatusCode::TEMPORARY_REDIRECT,
+        [(header::LOCATION, location)],
+    )
+        .into_response()
 }

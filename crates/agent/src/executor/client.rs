@@ -1,0 +1,128 @@
+//! The executor's HTTP side: the SUBSCRIBE stream and an ordered queue of
+//! calls (UPDATE, MESSAGE) to the agent's `/api/v1/executor`, over
+//! `mesos_common::net` connectors so TLS can plug in later.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{header, Method, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use mesos_common::net::{Connector, TcpConnector};
+use mesos_proto::v1::executor as exec;
+use tokio::sync::mpsc;
+
+type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+
+/// Why talking to the agent failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// No connection.
+    #[error("cannot connect to the agent at {0}: {1}")]
+    Connect(String, String),
+    /// HTTP-level failure.
+    #[error("request to the agent failed: {0}")]
+    Http(String),
+    /// The agent answered with an error status.
+    #[error("the agent answered {status}: {body}")]
+    Status {
+        /// Status code.
+        status: StatusCode,
+        /// Body text.
+        body: String,
+    },
+}
+
+async fn connect(endpoint: &str) -> Result<Sender, ClientError> {
+    let stream = TcpConnector
+        .connect(endpoint.to_string())
+        .await
+        .map_err(|e| ClientError::Connect(endpoint.to_string(), e.to_string()))?;
+    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| ClientError::Connect(endpoint.to_string(), e.to_string()))?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(sender)
+}
+
+fn request(endpoint: &str, call: &exec::Call) -> Result<http::Request<Full<Bytes>>, ClientError> {
+    let body = mesos_proto::json::to_string(call);
+    http::Request::builder()
+        .method(Method::POST)
+        .uri("/api/v1/executor")
+        .header(header::HOST, endpoint)
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::ACCEPT, "application/json")
+        .body(Full::new(Bytes::from(body)))
+        .map_err(|e| ClientError::Http(e.to_string()))
+}
+
+async fn error_status(response: http::Response<Incoming>) -> ClientError {
+    let status = response.status();
+    let body =
+        match tokio::time::timeout(Duration::from_secs(5), response.into_body().collect()).await {
+            Ok(Ok(collected)) => String::from_utf8_lossy(&collected.to_bytes()).into_owned(),
+            _ => String::new(),
+        };
+    ClientError::Status { status, body }
+}
+
+/// POSTs SUBSCRIBE and returns the event stream's body.
+pub async fn subscribe(endpoint: &str, call: &exec::Call) -> Result<Incoming, ClientError> {
+    let mut sender = connect(endpoint).await?;
+    let response = sender
+        .send_request(request(endpoint, call)?)
+        .await
+        .map_err(|e| ClientError::Http(e.to_string()))?;
+    if response.status() != StatusCode::OK {
+        return Err(error_status(response).await);
+    }
+    Ok(response.into_body())
+}
+
+/// Sends calls one at a time, in order, over a kept-alive connection. A
+/// call that cannot be delivered is dropped: updates stay unacknowledged
+/// and are resent with the next SUBSCRIBE.
+pub fn spawn_call_sender(endpoint: String) -> mpsc::UnboundedSender<exec::Call> {
+    let (tx, mut rx) = mpsc::unbounded_channel::<exec::Call>();
+    tokio::spawn(async move {
+        let mut sender: Option<Sender> = None;
+        while let Some(call) = rx.recv().await {
+            for attempt in 0..2 {
+                if sender.as_ref().is_none_or(|s| s.is_closed()) {
+                    sender = connect(&endpoint).await.ok();
+                }
+                let Some(s) = sender.as_mut() else {
+                    tracing::warn!("cannot reach the agent; the call is resent on re-subscription");
+                    break;
+                };
+                if s.ready().await.is_err() {
+                    sender = None;
+                    continue;
+                }
+                let Ok(req) = request(&endpoint, &call) else {
+                    break;
+                };
+                match s.send_request(req).await {
+                    Ok(response) if response.status().is_success() => {
+                        let _ = response.into_body().collect().await;
+                        break;
+                    }
+                    Ok(response) => {
+                        let err = error_status(response).await;
+                        tracing::warn!("call refused: {err}");
+                        break;
+                    }
+                    Err(e) => {
+                        tracing::debug!(attempt, "call failed: {e}");
+                        sender = None;
+                    }
+                }
+            }
+        }
+    });
+    tx
+}

@@ -1,0 +1,108 @@
+//! The agent's HTTP surface: `/state`, `/flags`, `/health`, `/version`,
+//! `/files/*` and `/api/v1/executor`, each also under `/slave(1)/` and with
+//! a trailing slash, plus libprocess messages (through
+//! `mesos_common::transport::with_messages`). Handlers only translate.
+
+use std::sync::Arc;
+
+use axum::extract::{Query, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+use axum::Router;
+use http::StatusCode;
+use mesos_common::http::{json_response, HttpError};
+use mesos_common::transport::with_messages;
+use serde_json::json;
+
+use crate::agent::AgentHandle;
+use crate::executor_api::executor_api;
+use crate::files::{self, Files};
+use crate::flags::Config;
+
+#[derive(Debug, Default, serde::Deserialize)]
+struct JsonpQuery {
+    jsonp: Option<String>,
+}
+
+/// Every spelling of an endpoint path that Mesos answers.
+fn spellings(path: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for prefix in ["", "/slave(1)"] {
+        out.push(format!("{prefix}{path}"));
+        out.push(format!("{prefix}{path}/"));
+    }
+    out
+}
+
+/// Builds the agent's router.
+pub fn router(agent: AgentHandle, config: Arc<Config>, files: Files) -> Router {
+    let mut state_routes = Router::new();
+    for path in ["/state", "/state.json"].iter().flat_map(|p| spellings(p)) {
+        state_routes = state_routes.route(&path, get(state));
+    }
+    for path in spellings("/api/v1/executor") {
+        state_routes = state_routes.route(&path, any(executor_api));
+    }
+    let state_routes = state_routes.with_state(agent.clone());
+
+    let mut config_routes = Router::new();
+    for path in ["/flags", "/flags.json"].iter().flat_map(|p| spellings(p)) {
+        config_routes = config_routes.route(&path, get(flags));
+    }
+    let config_routes = config_routes.with_state(config);
+
+    let mut misc = Router::new();
+    for path in spellings("/health") {
+        misc = misc.route(&path, get(|| async { StatusCode::OK }));
+    }
+    for path in spellings("/version") {
+        misc = misc.route(&path, get(version));
+    }
+
+    let mut file_routes = Router::new();
+    for (name, handler) in [("browse", 0), ("read", 1), ("download", 2)] {
+        for path in [format!("/files/{name}"), format!("/files/{name}.json")]
+            .iter()
+            .flat_map(|p| spellings(p))
+        {
+            file_routes = match handler {
+                0 => file_routes.route(&path, get(files::browse)),
+                1 => file_routes.route(&path, get(files::read)),
+                _ => file_routes.route(&path, get(files::download)),
+            };
+        }
+    }
+    let file_routes = file_routes.with_state(files);
+
+    let router = Router::new()
+        .merge(state_routes)
+        .merge(config_routes)
+        .merge(misc)
+        .merge(file_routes)
+        .fallback(|| async { (StatusCode::NOT_FOUND, "404 Not Found.") });
+    with_messages(router, agent.sink())
+}
+
+async fn state(State(agent): State<AgentHandle>, Query(query): Query<JsonpQuery>) -> Response {
+    match agent.state().await {
+        Some(value) => json_response(&value, query.jsonp.as_deref()),
+        None => HttpError::new(StatusCode::SERVICE_UNAVAILABLE, "Agent is shutting down")
+            .into_response(),
+    }
+}
+
+async fn flags(State(config): State<Arc<Config>>, Query(query): Query<JsonpQuery>) -> Response {
+    json_response(&config.flags_json(), query.jsonp.as_deref())
+}
+
+async fn version(Query(query): Query<JsonpQuery>) -> Response {
+    json_response(
+        &json!({
+            "version": mesos_common::MESOS_VERSION,
+            "build_date": "",
+            "build_time": 0,
+            "build_user": "",
+        }),
+        query.jsonp.as_deref(),
+    )
+}

@@ -1,0 +1,104 @@
+//! `mesos-agent`: parses and validates flags, recovers, serves HTTP and
+//! libprocess messages, and registers with the master. SIGTERM stops the
+//! agent; executors keep running (they are checkpointed and re-adopted by
+//! the next agent).
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use mesos_agent::agent::Agent;
+use mesos_agent::files::Files;
+use mesos_agent::flags::{Config, Flags};
+use mesos_agent::launcher::{self, LauncherKind};
+use mesos_agent::{detect, http};
+use mesos_common::flags::{fail, parse_or_exit};
+use mesos_common::resources::{to_state_json, Resources};
+use mesos_common::transport::Transport;
+
+fn main() {
+    mesos_common::init_logging("info");
+    let flags: Flags = parse_or_exit();
+    let config = Config::from_flags(flags).unwrap_or_else(|e| fail(e));
+    let work_dir = config.flags.work_dir.clone();
+    let sandboxes = work_dir.join("slaves");
+    if let Err(e) = std::fs::create_dir_all(&sandboxes) {
+        fail(format!(
+            "cannot create --work_dir {}: {e}",
+            work_dir.display()
+        ));
+    }
+    let resources_text = detect::complete_resources(config.flags.resources.as_deref(), &work_dir);
+    let resources = Resources::parse_with_default_role(&resources_text, &config.flags.default_role)
+        .unwrap_or_else(|e| fail(format!("invalid --resources: {e}")));
+    let kind = match config.flags.launcher.as_deref() {
+        Some(name) => name.parse::<LauncherKind>().unwrap_or_else(|e| fail(e)),
+        None => launcher::default_kind(),
+    };
+    let launcher = launcher::create(
+        kind,
+        &config.flags.cgroups_hierarchy,
+        &config.flags.cgroups_root,
+    )
+    .unwrap_or_else(|e| fail(e));
+    let files = Files::new(&sandboxes)
+        .unwrap_or_else(|e| fail(format!("cannot use {}: {e}", sandboxes.display())));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| fail(format!("cannot start the runtime: {e}")));
+    match runtime.block_on(run(config, launcher, resources, files)) {
+        Ok(()) => std::process::exit(0),
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("mesos-agent: {e:#}");
+            std::process::exit(1);
+        }
+    }
+}
+
+async fn run(
+    mut config: Config,
+    launcher: Arc<dyn launcher::Launcher>,
+    resources: Resources,
+    files: Files,
+) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind((config.flags.ip, config.flags.port))
+        .await
+        .with_context(|| format!("Failed to bind {}:{}", config.flags.ip, config.flags.port))?;
+    config.flags.port = listener
+        .local_addr()
+        .context("reading the bound address")?
+        .port();
+    let config = Arc::new(config);
+    let resources_json = to_state_json(&resources);
+    let agent = Agent::new(
+        config.clone(),
+        launcher.clone(),
+        Transport::default(),
+        resources.into_vec(),
+        resources_json,
+    );
+    tracing::info!(pid = %agent.pid(), master = %config.master, launcher = launcher.name(),
+        work_dir = %config.flags.work_dir.display(), "agent started");
+    let app = http::router(agent.handle(), config.clone(), files);
+    let server = tokio::spawn(mesos_common::net::serve(listener, app));
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
+    let result = tokio::select! {
+        result = agent.run() => result,
+        _ = sigterm.recv() => {
+            tracing::info!("received SIGTERM; exiting (executors keep running and are recovered on restart)");
+            Ok(())
+        }
+        _ = tokio::signal::ctrl_c() => {
+            tracing::info!("interrupted; exiting (executors keep running and are recovered on restart)");
+            Ok(())
+        }
+        served = server => match served {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(anyhow::anyhow!("HTTP server failed: {e}")),
+            Err(e) => Err(anyhow::anyhow!("HTTP server task failed: {e}")),
+        },
+    };
+    result
+}

@@ -1,0 +1,673 @@
+//! The agent's syscall seam: every privileged or raw operating-system call that
+//! the launcher (and later the isolators) makes goes through [`Syscalls`], so the
+//! logic around it is unit-tested with [`fake::RecordingSyscalls`] and the real
+//! calls are tested for real (as root) in the launcher's tests.
+//!
+//! This is the only module of the agent allowed to use `unsafe` (`lib.rs` says
+//! `#[allow(unsafe_code)] pub mod sys;`); every `unsafe` block has a `// SAFETY:`
+//! line. It must not hold policy: callers decide what to run, whom to kill and
+//! when; this module only does it.
+
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+pub use nix::sys::signal::Signal;
+
+/// A resolved user account: what the child needs to drop privileges, looked up
+/// in the parent because NSS look-ups are not async-signal-safe.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserIds {
+    /// The account name.
+    pub name: String,
+    /// Its user id.
+    pub uid: u32,
+    /// Its primary group id.
+    pub gid: u32,
+    /// Its supplementary groups (including the primary one), as `initgroups` would set them.
+    pub groups: Vec<u32>,
+}
+
+/// One process as `/proc/<pid>/stat` describes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProcessInfo {
+    /// Process id.
+    pub pid: u32,
+    /// Parent process id.
+    pub ppid: u32,
+    /// Process group id.
+    pub pgid: u32,
+    /// Session id.
+    pub sid: u32,
+    /// The state letter (`R`, `S`, `Z`, ...).
+    pub state: char,
+    /// Start time in clock ticks after boot: tells a process from a later one that reused its pid.
+    pub start_time: u64,
+}
+
+impl ProcessInfo {
+    /// Whether the process has exited (a zombie waiting for its parent, or dead).
+    pub fn is_exited(&self) -> bool {
+        matches!(self.state, 'Z' | 'X' | 'x')
+    }
+}
+
+/// Whom a signal goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KillTarget {
+    /// One process: `kill(pid, sig)`.
+    Process(u32),
+    /// A whole process group: `kill(-pgid, sig)`.
+    Group(u32),
+}
+
+/// What [`Syscalls::spawn`] starts. The launcher builds it; the seam runs it.
+#[derive(Debug)]
+pub struct SpawnRequest {
+    /// The program to execute (a path; looked up in the child's `PATH` if it has no `/`).
+    pub program: PathBuf,
+    /// `argv[1..]`; `argv[0]` is `program`.
+    pub args: Vec<String>,
+    /// The complete environment of the child; nothing is inherited.
+    pub env: Vec<(String, String)>,
+    /// The child's working directory.
+    pub working_dir: PathBuf,
+    /// Where the child's standard output goes; its standard input is `/dev/null`.
+    pub stdout: File,
+    /// Where the child's standard error goes.
+    pub stderr: File,
+    /// Already-opened (write-only) `cgroup.procs` files that the child writes itself
+    /// into before anything else, so it execs inside them. The paths are for
+    /// diagnostics and for the fake.
+    pub cgroup_procs: Vec<(PathBuf, File)>,
+    /// Whether the child calls `setsid` (its own session and process group).
+    pub new_session: bool,
+    /// Switch to this user (`setgroups`, `setgid`, `setuid`) after joining the cgroups.
+    pub user: Option<UserIds>,
+}
+
+/// The privileged and raw operations of the agent. See the module documentation.
+pub trait Syscalls: Send + Sync + 'static {
+    /// Forks and execs `req` and returns the child's pid. The child is NOT reaped:
+    /// the caller must call [`Syscalls::wait_child`] for it.
+    fn spawn(&self, req: SpawnRequest) -> io::Result<u32>;
+    /// Blocks until the child `pid` exits and reaps it; returns the raw wait status.
+    fn wait_child(&self, pid: u32) -> io::Result<i32>;
+    /// Sends `signal` to `target`. Refuses pids 0 and 1 and pids that do not fit a
+    /// `pid_t`, which would turn into "my group", "everyone" or init.
+    fn kill(&self, target: KillTarget, signal: Signal) -> io::Result<()>;
+    /// A pidfd for `pid` (readable once the process has exited), for processes
+    /// that are not our children.
+    fn pidfd_open(&self, pid: u32) -> io::Result<OwnedFd>;
+    /// The effective user id of the agent.
+    fn geteuid(&self) -> u32;
+    /// Looks a user up by name; `Ok(None)` when there is no such user.
+    fn lookup_user(&self, name: &str) -> io::Result<Option<UserIds>>;
+    /// Changes the owner of `path`.
+    fn chown(&self, path: &Path, uid: u32, gid: u32) -> io::Result<()>;
+    /// Removes an empty directory; on a cgroup file system this removes a cgroup.
+    fn rmdir(&self, path: &Path) -> io::Result<()>;
+    /// One process, or `None` when there is no process with that pid.
+    fn process(&self, pid: u32) -> io::Result<Option<ProcessInfo>>;
+    /// Every process visible in `/proc`.
+    fn processes(&self) -> io::Result<Vec<ProcessInfo>>;
+}
+
+/// The real system calls.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RealSyscalls;
+
+/// The pid as a `pid_t`, refusing the values that `kill`/`waitpid` give a special,
+/// dangerous meaning (0: our group, 1: init, negative: a group or everyone).
+fn checked_pid(pid: u32) -> io::Result<libc::pid_t> {
+    match libc::pid_t::try_from(pid) {
+        Ok(p) if p > 1 => Ok(p),
+        _ => Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("refusing to act on pid {pid}"),
+        )),
+    }
+}
+
+/// What the child runs between fork and exec. Only async-signal-safe calls, on
+/// data that was allocated before the fork: no allocation, no locks.
+fn child_setup(
+    cgroup_procs: &[RawFd],
+    new_session: bool,
+    creds: Option<&(libc::uid_t, libc::gid_t, Vec<libc::gid_t>)>,
+) -> io::Result<()> {
+    // Join the cgroups first, while still root: writing "0" moves the writer
+    // itself (cgroup v1 and v2 alike), so the program is inside before it runs.
+    for &fd in cgroup_procs {
+        // SAFETY: `fd` is an open, write-only descriptor that the parent's
+        // SpawnRequest owns until spawn() returns (it is inherited across fork);
+        // the buffer is a static one-byte string and its length is passed.
+        let written = unsafe { libc::write(fd, b"0".as_ptr().cast(), 1) };
+        if written != 1 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    if new_session {
+        // SAFETY: setsid takes no arguments and is async-signal-safe.
+        if unsafe { libc::setsid() } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    if let Some((uid, gid, groups)) = creds {
+        // SAFETY: `groups` is a live Vec allocated before the fork; we pass its
+        // pointer and length, and setgroups only reads them.
+        if unsafe { libc::setgroups(groups.len(), groups.as_ptr()) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: setgid takes a plain integer and is async-signal-safe.
+        if unsafe { libc::setgid(*gid) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: setuid takes a plain integer and is async-signal-safe; it comes
+        // last because it drops the right to change groups.
+        if unsafe { libc::setuid(*uid) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+impl Syscalls for RealSyscalls {
+    fn spawn(&self, req: SpawnRequest) -> io::Result<u32> {
+        let mut cmd = Command::new(&req.program);
+        cmd.args(&req.args)
+            .env_clear()
+            .envs(req.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .current_dir(&req.working_dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(req.stdout))
+            .stderr(Stdio::from(req.stderr));
+        let procs: Vec<RawFd> = req
+            .cgroup_procs
+            .iter()
+            .map(|(_, f)| f.as_raw_fd())
+            .collect();
+        let new_session = req.new_session;
+        let creds = req.user.as_ref().map(|u| {
+            (
+                u.uid as libc::uid_t,
+                u.gid as libc::gid_t,
+                u.groups
+                    .iter()
+                    .map(|&g| g as libc::gid_t)
+                    .collect::<Vec<_>>(),
+            )
+        });
+        // SAFETY: the closure runs in the forked child before exec. It only calls
+        // async-signal-safe functions (write, setsid, setgroups, setgid, setuid)
+        // on data moved into it before the fork, and allocates nothing (an
+        // io::Error built from errno does not allocate). The descriptors it
+        // writes to stay open in the parent until `cmd.spawn()` returns, because
+        // `req.cgroup_procs` lives until the end of this function.
+        unsafe {
+            cmd.pre_exec(move || child_setup(&procs, new_session, creds.as_ref()));
+        }
+        let child = cmd.spawn()?;
+        // Dropping a std Child neither kills nor reaps it: wait_child does that.
+        Ok(child.id())
+    }
+
+    fn wait_child(&self, pid: u32) -> io::Result<i32> {
+        let pid = checked_pid(pid)?;
+        let mut status: libc::c_int = 0;
+        loop {
+            // SAFETY: `status` is a valid, writable c_int for the duration of the
+            // call and waitpid keeps no pointer to it.
+            let r = unsafe { libc::waitpid(pid, &mut status, 0) };
+            if r == pid {
+                return Ok(status);
+            }
+            let err = io::Error::last_os_error();
+            if err.kind() != io::ErrorKind::Interrupted {
+                return Err(err);
+            }
+        }
+    }
+
+    fn kill(&self, target: KillTarget, signal: Signal) -> io::Result<()> {
+        let pid = match target {
+            KillTarget::Process(pid) => checked_pid(pid)?,
+            KillTarget::Group(pgid) => -checked_pid(pgid)?,
+        };
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal).map_err(io::Error::from)
+    }
+
+    fn pidfd_open(&self, pid: u32) -> io::Result<OwnedFd> {
+        let pid = checked_pid(pid)?;
+        let flags: libc::c_uint = 0;
+        // SAFETY: pidfd_open(pid_t, unsigned int) takes no pointers; it returns a
+        // new descriptor or -1.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, flags) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let fd = RawFd::try_from(fd)
+            .map_err(|_| io::Error::other(format!("pidfd_open returned {fd}")))?;
+        // SAFETY: `fd` was just returned by the kernel, is open, and nothing else owns it.
+        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    }
+
+    fn geteuid(&self) -> u32 {
+        nix::unistd::geteuid().as_raw()
+    }
+
+    fn lookup_user(&self, name: &str) -> io::Result<Option<UserIds>> {
+        let Some(user) = nix::unistd::User::from_name(name).map_err(io::Error::from)? else {
+            return Ok(None);
+        };
+        let cname = std::ffi::CString::new(name)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "user name contains NUL"))?;
+        let groups = nix::unistd::getgrouplist(&cname, user.gid).map_err(io::Error::from)?;
+        Ok(Some(UserIds {
+            name: user.name,
+            uid: user.uid.as_raw(),
+            gid: user.gid.as_raw(),
+            groups: groups.into_iter().map(|g| g.as_raw()).collect(),
+        }))
+    }
+
+    fn chown(&self, path: &Path, uid: u32, gid: u32) -> io::Result<()> {
+        std::os::unix::fs::chown(path, Some(uid), Some(gid))
+    }
+
+    fn rmdir(&self, path: &Path) -> io::Result<()> {
+        std::fs::remove_dir(path)
+    }
+
+    fn process(&self, pid: u32) -> io::Result<Option<ProcessInfo>> {
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Ok(text) => Ok(parse_proc_stat(&text)),
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::ESRCH)) => {
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn processes(&self) -> io::Result<Vec<ProcessInfo>> {
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir("/proc")? {
+            let entry = entry?;
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|s| s.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            // A process may exit between readdir and the read: skip it.
+            if let Ok(Some(info)) = self.process(pid) {
+                out.push(info);
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Resolves once `fd` is readable: for a pidfd, once the process has exited.
+/// Must be awaited inside a tokio runtime.
+pub async fn readable(fd: OwnedFd) -> io::Result<()> {
+    // SAFETY: the AsyncFd takes ownership of `fd`, an open descriptor that
+    // nothing else can close; OwnedFd::as_raw_fd always returns that same
+    // descriptor, so it stays valid and unchanged for the AsyncFd's lifetime.
+    let afd = unsafe {
+        tokio::io::unix::AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE)
+    }?;
+    afd.readable().await.map(|_| ())
+}
+
+/// Parses `/proc/<pid>/stat`. The command name (field 2) is in parentheses and
+/// may itself contain spaces and parentheses, so fields are counted from the
+/// last `)`.
+pub fn parse_proc_stat(text: &str) -> Option<ProcessInfo> {
+    let open = text.find('(')?;
+    let close = text.rfind(')')?;
+    let pid = text.get(..open)?.trim().parse().ok()?;
+    let rest: Vec<&str> = text.get(close + 1..)?.split_whitespace().collect();
+    // rest[0] is field 3 (state); field N is rest[N - 3].
+    let field = |n: usize| rest.get(n - 3).copied();
+    Some(ProcessInfo {
+        pid,
+        state: field(3)?.chars().next()?,
+        ppid: field(4)?.parse().ok()?,
+        pgid: field(5)?.parse().ok()?,
+        sid: field(6)?.parse().ok()?,
+        start_time: field(22)?.parse().ok()?,
+    })
+}
+
+pub mod fake {
+    //! A recording [`Syscalls`] for unit tests: it starts nothing, remembers every
+    //! call, keeps a scripted process table, and behaves like the kernel where the
+    //! launcher's logic depends on it (a spawned pid appears in the `cgroup.procs`
+    //! files it was asked to join; SIGKILL removes it from them and ends its wait).
+
+    use super::*;
+    use std::collections::{BTreeMap, HashMap};
+    use std::sync::{Condvar, Mutex, MutexGuard};
+
+    /// One recorded call.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub enum Call {
+        /// `spawn`, with what the child would have been given.
+        Spawn {
+            /// The pid the fake assigned.
+            pid: u32,
+            /// The program.
+            program: PathBuf,
+            /// `argv[1..]`.
+            args: Vec<String>,
+            /// The complete environment.
+            env: Vec<(String, String)>,
+            /// The working directory.
+            working_dir: PathBuf,
+            /// The `cgroup.procs` files the child would join.
+            cgroup_procs: Vec<PathBuf>,
+            /// Whether it would call setsid.
+            new_session: bool,
+            /// The user it would switch to.
+            user: Option<UserIds>,
+        },
+        /// `wait_child(pid)`.
+        WaitChild(u32),
+        /// `kill(target, signal)`.
+        Kill(KillTarget, Signal),
+        /// `pidfd_open(pid)`.
+        PidfdOpen(u32),
+        /// `lookup_user(name)`.
+        LookupUser(String),
+        /// `chown(path, uid, gid)`.
+        Chown(PathBuf, u32, u32),
+        /// `rmdir(path)`.
+        Rmdir(PathBuf),
+    }
+
+    #[derive(Default)]
+    struct State {
+        calls: Vec<Call>,
+        next_pid: u32,
+        euid: u32,
+        users: HashMap<String, UserIds>,
+        processes: BTreeMap<u32, ProcessInfo>,
+        exits: HashMap<u32, i32>,
+        joined: HashMap<u32, Vec<PathBuf>>,
+        spawn_error: Option<io::ErrorKind>,
+    }
+
+    /// The recording fake. See the module documentation.
+    pub struct RecordingSyscalls {
+        state: Mutex<State>,
+        exited: Condvar,
+    }
+
+    impl Default for RecordingSyscalls {
+        fn default() -> Self {
+            Self::new()
+        }
+    }
+
+    impl RecordingSyscalls {
+        /// A fake agent running as root, with only the user `root`, and no processes.
+        pub fn new() -> Self {
+            let mut users = HashMap::new();
+            users.insert(
+                "root".to_string(),
+                UserIds {
+                    name: "root".into(),
+                    uid: 0,
+                    gid: 0,
+                    groups: vec![0],
+                },
+            );
+            Self {
+                state: Mutex::new(State {
+                    next_pid: 1000,
+                    users,
+                    ..State::default()
+                }),
+                exited: Condvar::new(),
+            }
+        }
+
+        fn lock(&self) -> MutexGuard<'_, State> {
+            self.state
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+        }
+
+        /// Pretends the agent runs with effective uid `euid`.
+        pub fn set_euid(&self, euid: u32) {
+            self.lock().euid = euid;
+        }
+
+        /// Adds a user account.
+        pub fn add_user(&self, user: UserIds) {
+            self.lock().users.insert(user.name.clone(), user);
+        }
+
+        /// Adds (or replaces) a process in the fake process table.
+        pub fn add_process(&self, info: ProcessInfo) {
+            self.lock().processes.insert(info.pid, info);
+        }
+
+        /// Makes the next spawns fail with `kind`.
+        pub fn fail_spawn(&self, kind: io::ErrorKind) {
+            self.lock().spawn_error = Some(kind);
+        }
+
+        /// Makes process `pid` exit with the raw wait status `status`.
+        pub fn exit(&self, pid: u32, status: i32) {
+            let mut st = self.lock();
+            Self::end(&mut st, pid, status);
+            self.exited.notify_all();
+        }
+
+        fn end(st: &mut State, pid: u32, status: i32) {
+            st.processes.remove(&pid);
+            st.exits.entry(pid).or_insert(status);
+            for path in st.joined.remove(&pid).unwrap_or_default() {
+                if let Ok(text) = std::fs::read_to_string(&path) {
+                    let kept: String = text
+                        .lines()
+                        .filter(|l| l.trim() != pid.to_string())
+                        .map(|l| format!("{l}\n"))
+                        .collect();
+                    let _ = std::fs::write(&path, kept);
+                }
+            }
+        }
+
+        /// Every call so far, in order.
+        pub fn calls(&self) -> Vec<Call> {
+            self.lock().calls.clone()
+        }
+
+        /// The signals sent so far, in order.
+        pub fn kills(&self) -> Vec<(KillTarget, Signal)> {
+            self.calls()
+                .into_iter()
+                .filter_map(|c| match c {
+                    Call::Kill(t, s) => Some((t, s)),
+                    _ => None,
+                })
+                .collect()
+        }
+    }
+
+    impl Syscalls for RecordingSyscalls {
+        fn spawn(&self, req: SpawnRequest) -> io::Result<u32> {
+            let mut st = self.lock();
+            if let Some(kind) = st.spawn_error {
+                return Err(io::Error::new(kind, "fake spawn failure"));
+            }
+            let pid = st.next_pid;
+            st.next_pid += 1;
+            let paths: Vec<PathBuf> = req.cgroup_procs.iter().map(|(p, _)| p.clone()).collect();
+            for path in &paths {
+                // The kernel would list the child in the cgroup it joined.
+                let mut text = std::fs::read_to_string(path).unwrap_or_default();
+                text.push_str(&format!("{pid}\n"));
+                std::fs::write(path, text)?;
+            }
+            st.joined.insert(pid, paths.clone());
+            let sid = if req.new_session { pid } else { 1 };
+            st.processes.insert(
+                pid,
+                ProcessInfo {
+                    pid,
+                    ppid: 1,
+                    pgid: sid,
+                    sid,
+                    state: 'S',
+                    start_time: u64::from(pid),
+                },
+            );
+            st.calls.push(Call::Spawn {
+                pid,
+                program: req.program,
+                args: req.args,
+                env: req.env,
+                working_dir: req.working_dir,
+                cgroup_procs: paths,
+                new_session: req.new_session,
+                user: req.user,
+            });
+            Ok(pid)
+        }
+
+        fn wait_child(&self, pid: u32) -> io::Result<i32> {
+            let mut st = self.lock();
+            st.calls.push(Call::WaitChild(pid));
+            loop {
+                if let Some(status) = st.exits.get(&pid) {
+                    return Ok(*status);
+                }
+                st = self
+                    .exited
+                    .wait(st)
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+            }
+        }
+
+        fn kill(&self, target: KillTarget, signal: Signal) -> io::Result<()> {
+            let mut st = self.lock();
+            st.calls.push(Call::Kill(target, signal));
+            let victims: Vec<u32> = st
+                .processes
+                .values()
+                .filter(|p| match target {
+                    KillTarget::Process(pid) => p.pid == pid,
+                    KillTarget::Group(pgid) => p.pgid == pgid,
+                })
+                .map(|p| p.pid)
+                .collect();
+            if victims.is_empty() {
+                return Err(io::Error::from_raw_os_error(libc::ESRCH));
+            }
+            if signal == Signal::SIGKILL {
+                for pid in victims {
+                    Self::end(&mut st, pid, libc::SIGKILL);
+                }
+                self.exited.notify_all();
+            }
+            Ok(())
+        }
+
+        fn pidfd_open(&self, pid: u32) -> io::Result<OwnedFd> {
+            self.lock().calls.push(Call::PidfdOpen(pid));
+            // Exercises the /proc polling fallback.
+            Err(io::Error::from_raw_os_error(libc::ENOSYS))
+        }
+
+        fn geteuid(&self) -> u32 {
+            self.lock().euid
+        }
+
+        fn lookup_user(&self, name: &str) -> io::Result<Option<UserIds>> {
+            let mut st = self.lock();
+            st.calls.push(Call::LookupUser(name.to_string()));
+            Ok(st.users.get(name).cloned())
+        }
+
+        fn chown(&self, path: &Path, uid: u32, gid: u32) -> io::Result<()> {
+            self.lock()
+                .calls
+                .push(Call::Chown(path.to_path_buf(), uid, gid));
+            Ok(())
+        }
+
+        fn rmdir(&self, path: &Path) -> io::Result<()> {
+            self.lock().calls.push(Call::Rmdir(path.to_path_buf()));
+            // A cgroup directory holds kernel files that vanish with it; a test
+            // directory holds plain files, so remove them too.
+            std::fs::remove_dir_all(path)
+        }
+
+        fn process(&self, pid: u32) -> io::Result<Option<ProcessInfo>> {
+            Ok(self.lock().processes.get(&pid).copied())
+        }
+
+        fn processes(&self) -> io::Result<Vec<ProcessInfo>> {
+            Ok(self.lock().processes.values().copied().collect())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proc_stat_with_spaces_and_parentheses_in_the_name_parses() {
+        let text =
+            "4242 (a (b) c) S 17 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1 2 3";
+        let info = parse_proc_stat(text).expect("a well-formed stat line parses");
+        assert_eq!(
+            info,
+            ProcessInfo {
+                pid: 4242,
+                ppid: 17,
+                pgid: 4242,
+                sid: 4242,
+                state: 'S',
+                start_time: 987654
+            }
+        );
+        assert!(!info.is_exited());
+        assert!(
+            parse_proc_stat("12 (x) Z 1 2 3").is_none(),
+            "truncated line is rejected"
+        );
+    }
+
+    #[test]
+    fn kill_refuses_pids_that_mean_everyone_our_group_or_init() {
+        for pid in [0, 1, u32::MAX] {
+            let err = RealSyscalls
+                .kill(KillTarget::Process(pid), Signal::SIGKILL)
+                .expect_err("dangerous pid refused");
+            assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+            let err = RealSyscalls
+                .kill(KillTarget::Group(pid), Signal::SIGKILL)
+                .expect_err("dangerous group refused");
+            assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+        }
+    }
+
+    #[test]
+    fn our_own_process_is_visible_in_proc() {
+        let me = std::process::id();
+        let info = RealSyscalls.process(me).expect("reading /proc/self works");
+        assert_eq!(info.map(|p| p.pid), Some(me));
+        let all = RealSyscalls.processes().expect("listing /proc works");
+        assert!(all.iter().any(|p| p.pid == me));
+    }
+}

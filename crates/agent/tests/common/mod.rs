@@ -1,0 +1,228 @@
+//! A fake master (a libprocess message listener) and helpers to drive the
+//! real `mesos-agent` binary over its public protocols.
+
+#![allow(dead_code)]
+
+use std::net::TcpListener as StdListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use mesos_common::transport::{with_messages, Message, MessageSink, Transport};
+use mesos_common::Upid;
+use mesos_proto::internal as m;
+use mesos_proto::v1;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::mpsc;
+
+#[derive(Clone)]
+struct Inbox(mpsc::UnboundedSender<Message>);
+
+impl MessageSink for Inbox {
+    fn deliver(&self, message: Message) -> bool {
+        self.0.send(message).is_ok()
+    }
+}
+
+/// The agent process; killed when dropped.
+pub struct AgentProcess(pub Child);
+
+impl AgentProcess {
+    /// SIGKILL (a crash).
+    pub fn crash(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for AgentProcess {
+    fn drop(&mut self) {
+        self.crash();
+    }
+}
+
+pub fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+pub fn current_user() -> String {
+    nix::unistd::User::from_uid(nix::unistd::geteuid())
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+        .expect("the current user has a name")
+}
+
+/// Starts `mesos-agent` with the posix launcher and short backoffs.
+pub fn start_agent(master_port: u16, work_dir: &Path, agent_port: u16, extra: &[&str]) -> AgentProcess {
+    let executor = PathBuf::from(env!("CARGO_BIN_EXE_mesos-executor"));
+    let launcher_dir = executor.parent().expect("bin dir").to_path_buf();
+    AgentProcess(
+        Command::new(env!("CARGO_BIN_EXE_mesos-agent"))
+            .arg(format!("--master=127.0.0.1:{master_port}"))
+            .arg(format!("--work_dir={}", work_dir.display()))
+            .arg("--ip=127.0.0.1")
+            .arg(format!("--port={agent_port}"))
+            .arg("--launcher=posix")
+            .arg("--registration_backoff_factor=10ms")
+            .arg("--resources=cpus:2;mem:1024;disk:1000;ports:[31000-32000]")
+            .arg("--attributes=rack:a")
+            .arg(format!("--launcher_dir={}", launcher_dir.display()))
+            .args(extra)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("start mesos-agent"),
+    )
+}
+
+/// Messages the fake master received.
+pub struct FakeMaster {
+    rx: mpsc::UnboundedReceiver<Message>,
+    stash: std::collections::VecDeque<Message>,
+    pub transport: Transport,
+    pub upid: Upid,
+    pub port: u16,
+}
+
+impl FakeMaster {
+    pub async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind the fake master");
+        let port = listener.local_addr().expect("address").port();
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(mesos_common::net::serve(listener, with_messages(axum::Router::new(), Inbox(tx))));
+        Self {
+            rx,
+            stash: Default::default(),
+            transport: Transport::default(),
+            upid: Upid::new("master", "127.0.0.1", port),
+            port,
+        }
+    }
+
+    /// The next message called `name` (others are kept; a status update
+    /// while waiting for something else fails the test).
+    pub async fn next(&mut self, name: &str) -> Message {
+        if let Some(i) = self.stash.iter().position(|m| m.name == name) {
+            if let Some(m) = self.stash.remove(i) {
+                return m;
+            }
+        }
+        loop {
+            let message = tokio::time::timeout(Duration::from_secs(30), self.rx.recv())
+                .await
+                .unwrap_or_else(|_| panic!("timed out waiting for {name}"))
+                .expect("inbox open");
+            if message.name == name {
+                return message;
+            }
+            assert_ne!(
+                message.name, "mesos.internal.StatusUpdateMessage",
+                "unexpected status update while waiting for {name}"
+            );
+            self.stash.push_back(message);
+        }
+    }
+
+    /// Fails if a status update arrives within `window`; keeps the rest.
+    pub async fn expect_no_update(&mut self, window: Duration) {
+        let deadline = tokio::time::Instant::now() + window;
+        while let Ok(Some(message)) = tokio::time::timeout_at(deadline, self.rx.recv()).await {
+            assert_ne!(
+                message.name, "mesos.internal.StatusUpdateMessage",
+                "a status update arrived before the previous one was acknowledged"
+            );
+            self.stash.push_back(message);
+        }
+    }
+
+    pub fn send<M: prost::Message + prost::Name>(&self, to: &Upid, message: &M) {
+        self.transport.send(&self.upid, to, message);
+    }
+
+    /// Waits for RegisterSlaveMessage and answers with `agent_id`.
+    pub async fn register(&mut self, agent_id: &str) -> (Upid, m::RegisterSlaveMessage) {
+        let register = self.next("mesos.internal.RegisterSlaveMessage").await;
+        let registration: m::RegisterSlaveMessage = register.decode().expect("valid RegisterSlaveMessage");
+        self.send(
+            &register.from,
+            &m::SlaveRegisteredMessage {
+                slave_id: v1::AgentId { value: agent_id.into() },
+                connection: Some(m::MasterSlaveConnection { total_ping_timeout_seconds: Some(75.0) }),
+            },
+        );
+        (register.from, registration)
+    }
+
+    /// The next status update (decoded), asserting its state.
+    pub async fn update(&mut self, expected: v1::TaskState) -> m::StatusUpdate {
+        let message = self.next("mesos.internal.StatusUpdateMessage").await;
+        let update: m::StatusUpdateMessage = message.decode().expect("valid StatusUpdateMessage");
+        assert_eq!(
+            update.update.status.state,
+            expected as i32,
+            "expected {expected:?}, got {:?} ({:?})",
+            v1::TaskState::try_from(update.update.status.state),
+            update.update.status.message
+        );
+        update.update
+    }
+
+    /// Acknowledges an update as the master relays a scheduler's ACK.
+    pub fn ack(&self, agent: &Upid, update: &m::StatusUpdate) {
+        self.send(
+            agent,
+            &m::StatusUpdateAcknowledgementMessage {
+                slave_id: update.slave_id.clone().expect("slave id"),
+                framework_id: update.framework_id.clone(),
+                task_id: update.status.task_id.clone(),
+                uuid: update.uuid.clone().expect("uuid"),
+            },
+        );
+    }
+}
+
+pub fn framework(id: &str) -> v1::FrameworkInfo {
+    v1::FrameworkInfo {
+        user: current_user(),
+        name: "agent-test".into(),
+        id: Some(v1::FrameworkId { value: id.into() }),
+        checkpoint: Some(true),
+        ..Default::default()
+    }
+}
+
+pub fn command_task(id: &str, agent_id: &str, command: &str) -> v1::TaskInfo {
+    let scalar = |name: &str, value: f64| v1::Resource {
+        name: name.into(),
+        r#type: v1::value::Type::Scalar as i32,
+        scalar: Some(v1::value::Scalar { value }),
+        ..Default::default()
+    };
+    v1::TaskInfo {
+        name: id.into(),
+        task_id: v1::TaskId { value: id.into() },
+        agent_id: v1::AgentId { value: agent_id.into() },
+        resources: vec![scalar("cpus", 0.1), scalar("mem", 32.0)],
+        command: Some(v1::CommandInfo { value: Some(command.into()), ..Default::default() }),
+        ..Default::default()
+    }
+}
+
+pub async fn http_get(port: u16, path: &str) -> (u16, String) {
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.expect("connect to the agent");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.expect("send request");
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await.expect("read response");
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").expect("a complete HTTP response");
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("a status code");
+    (status, body.to_string())
+}

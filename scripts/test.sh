@@ -18,6 +18,9 @@ cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 
+echo "== cargo build --bins (the end-to-end tests start these binaries)"
+cargo build --workspace --bins
+
 if cargo nextest --version >/dev/null 2>&1; then
     echo "== cargo nextest run"
     cargo nextest run --workspace --no-fail-fast

@@ -1,0 +1,90 @@
+//! Both binaries take Mesos's flag names (also from `MESOS_<NAME>`), explain
+//! them in `--help`, and refuse a bad flag with one line and exit code 1.
+
+use std::process::Command;
+
+use mesos_tests::binary;
+
+fn run(name: &str, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let mut command = Command::new(binary(name));
+    command.args(args);
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    let output = command.output().expect("run binary");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn bad_flags_are_one_line_and_exit_code_1() {
+    for (name, args) in [
+        ("mesos-master", vec!["--port=notaport", "--work_dir=/tmp/x"]),
+        (
+            "mesos-master",
+            vec!["--allocation_interval=soon", "--work_dir=/tmp/x"],
+        ),
+        ("mesos-master", vec!["--no_such_flag=1"]),
+        ("mesos-master", vec![]),
+        (
+            "mesos-agent",
+            vec![
+                "--master=127.0.0.1:5050",
+                "--work_dir=/tmp/x",
+                "--resources=cpus:x",
+            ],
+        ),
+        ("mesos-agent", vec!["--work_dir=/tmp/x"]),
+    ] {
+        let (code, _, stderr) = run(name, &args, &[]);
+        assert_eq!(code, 1, "{name} {args:?}: {stderr}");
+        assert_eq!(
+            stderr.trim_end().lines().count(),
+            1,
+            "{name} {args:?} should say one line: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn help_describes_flags_by_their_mesos_names() {
+    let (code, stdout, _) = run("mesos-master", &["--help"], &[]);
+    assert_eq!(code, 0);
+    for flag in [
+        "--work_dir",
+        "--allocation_interval",
+        "--agent_ping_timeout",
+        "--max_agent_ping_timeouts",
+        "--registry",
+    ] {
+        assert!(stdout.contains(flag), "master --help lacks {flag}");
+    }
+    let (code, stdout, _) = run("mesos-agent", &["--help"], &[]);
+    assert_eq!(code, 0);
+    for flag in [
+        "--master",
+        "--work_dir",
+        "--resources",
+        "--launcher",
+        "--recover",
+    ] {
+        assert!(stdout.contains(flag), "agent --help lacks {flag}");
+    }
+}
+
+#[test]
+fn flags_are_read_from_mesos_environment_variables() {
+    let (code, _, stderr) = run(
+        "mesos-master",
+        &["--work_dir=/tmp/x"],
+        &[("MESOS_ALLOCATION_INTERVAL", "soon")],
+    );
+    assert_eq!(
+        code, 1,
+        "the bad MESOS_ALLOCATION_INTERVAL is read: {stderr}"
+    );
+    assert!(stderr.contains("soon"), "{stderr}");
+}

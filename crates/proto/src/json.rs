@@ -286,3 +286,20 @@ mod tests {
         assert_eq!(to_string(&status), r#"{"nanoseconds":1700000000000000000}"#);
     }
 }
+
+#[cfg(test)]
+mod enum_tests {
+    use super::*;
+    use crate::v1::scheduler::Call;
+
+    #[test]
+    fn unknown_enum_name_in_an_optional_field_is_dropped_like_mesos() {
+        let call = from_slice::<Call>(
+            br#"{"type":"SUBSCRIBE","subscribe":{"framework_info":{"user":"u","name":"n","capabilities":[{"type":"FUTURE_CAP"}]}}}"#,
+        )
+        .expect("an unknown enum name does not fail the call");
+        let info = call.subscribe.expect("subscribe").framework_info;
+        assert_eq!(info.capabilities.len(), 1);
+        assert_eq!(info.capabilities[0].r#type, None);
+    }
+}

@@ -13,6 +13,7 @@ pub enum RegistryKind {
     /// Durable, on disk under `--work_dir` (sled).
     Sled,
     /// Lost on restart; for tests and experiments only.
+    #[value(name = "in_memory")]
     InMemory,
 }
 

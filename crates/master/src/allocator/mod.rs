@@ -557,7 +557,11 @@ impl Allocator {
             return;
         };
         if let Some(held) = agent.allocated.get_mut(&f) {
-            let recovered = if held.contains(resources) {
+            let recovered = if *held == *resources {
+                // Everything comes back: move our own copy, which usually
+                // shares nothing, so un-allocating it copies nothing.
+                std::mem::take(held)
+            } else if held.contains(resources) {
                 resources.clone()
             } else {
                 let mut left = held.clone();

@@ -160,6 +160,7 @@ impl Master {
         };
         self.agents.insert(agent_id.clone(), agent);
         self.allocator.add_agent(&agent_id, total, used);
+        self.emit_agent_added(&agent_id);
         self.effects.push(Effect::Link {
             agent_id,
             pid,
@@ -344,6 +345,7 @@ impl Master {
             .add_framework(framework_id, &roles, &[], false);
         tracing::info!(%framework_id, "recovered framework from a re-registering agent");
         self.frameworks.insert(framework_id.to_string(), framework);
+        self.emit_framework(framework_id, true);
     }
 
     fn adopt_task(&mut self, agent_id: &str, mut task: v1::Task, frameworks: &[v1::FrameworkInfo]) {
@@ -488,6 +490,7 @@ impl Master {
         }
         self.allocator.remove_agent(agent_id);
         self.counters.agent_removals += 1;
+        self.emit_agent_removed(agent_id);
     }
 
     /// A task is gone with its agent: TASK_UNREACHABLE for partition-aware
@@ -533,7 +536,7 @@ impl Master {
         }
         task.state = state as i32;
         task.statuses.push(status.clone());
-        framework.send(&update_event(status));
+        framework.send(&update_event(status.clone()));
         if partition_aware {
             framework
                 .unreachable_tasks
@@ -546,6 +549,7 @@ impl Master {
             self.allocator
                 .recover_resources(framework_id, agent_id, &resources, None, now);
         }
+        self.emit_task_updated(framework_id, &status, state as i32);
     }
 
     /// A status update from an agent: recorded and forwarded.
@@ -573,6 +577,7 @@ impl Master {
             return;
         };
         let mut recovered: Option<Resources> = None;
+        let known = framework.tasks.contains_key(&task_id);
         if let Some(task) = framework.tasks.get_mut(&task_id) {
             let was_terminal = is_terminal(task.state);
             task.state = latest_state;
@@ -599,10 +604,13 @@ impl Master {
         }
         tracing::debug!(%framework_id, %task_id, state = ?TaskState::try_from(status.state), "forwarding status update");
         // Dropped if disconnected: the agent retries until acknowledged.
-        framework.send(&update_event(status));
+        framework.send(&update_event(status.clone()));
         if let Some(resources) = recovered {
             self.allocator
                 .recover_resources(&framework_id, &agent_id, &resources, None, now);
+        }
+        if known {
+            self.emit_task_updated(&framework_id, &status, latest_state);
         }
     }
 

@@ -8,7 +8,10 @@
 pub mod agent;
 pub mod agents;
 pub mod framework;
+pub mod operator;
 pub mod scheduler;
+#[cfg(test)]
+mod tests;
 pub mod validation;
 
 use std::collections::{HashMap, VecDeque};
@@ -25,6 +28,7 @@ use crate::registry::{Registry, RegistryError};
 
 pub use agent::Agent;
 pub use framework::{Framework, Subscriber};
+pub use operator::{OperatorSubscribeError, OperatorSubscriber, MAX_OPERATOR_SUBSCRIBERS};
 
 /// Seconds between HEARTBEAT events (Mesos's fixed default).
 pub const HEARTBEAT_INTERVAL_SECS: f64 = 15.0;
@@ -174,6 +178,8 @@ pub struct Master {
     pub allocator: Allocator,
     /// Counters for metrics.
     pub counters: Counters,
+    /// Open operator event streams (`SUBSCRIBE` on `/api/v1`).
+    pub operator_subscribers: Vec<OperatorSubscriber>,
     registry: Box<dyn Registry>,
     effects: Vec<Effect>,
     next_framework: u64,
@@ -233,6 +239,7 @@ impl Master {
             offers: HashMap::new(),
             allocator: Allocator::new(AllocatorConfig { weights }),
             counters: Counters::default(),
+            operator_subscribers: Vec::new(),
             registry,
             effects: Vec::new(),
             next_framework: 0,
@@ -482,6 +489,15 @@ impl Master {
             if !is_terminal(task.state) {
                 task.state = TaskState::TaskKilled as i32;
                 self.counters.tasks_killed += 1;
+                let mut status = master_status(
+                    &task.task_id.value,
+                    Some(&task.agent_id.value),
+                    TaskState::TaskKilled,
+                    task_status::Reason::FrameworkRemoved,
+                    "Framework removed",
+                );
+                status.executor_id = task.executor_id.clone();
+                self.emit_task_updated(framework_id, &status, task.state);
             }
             framework.complete_task(task, self.config.max_completed_tasks_per_framework);
         }
@@ -491,6 +507,7 @@ impl Master {
         self.allocator.remove_framework(framework_id);
         framework.subscriber = None;
         framework.unregistered_time = Some(now_secs());
+        self.emit_framework_removed(framework.info.clone());
         while self.completed_frameworks.len() >= self.config.max_completed_frameworks.max(1) {
             self.completed_frameworks.pop_front();
         }

@@ -262,21 +262,26 @@ impl Master {
             }),
             ..Default::default()
         };
+        // A refused resubscription gets only the ERROR, as in Mesos.
+        if let Some(principal) = self
+            .frameworks
+            .get(&framework_id)
+            .and_then(|f| f.info.principal.as_ref())
+        {
+            if info.principal.as_ref().is_some_and(|p| p != principal) {
+                let error = error_event("Changing framework's principal is not allowed.");
+                subscriber.send(&error);
+                return Subscription {
+                    stream_id,
+                    framework_id: None,
+                    records,
+                };
+            }
+        }
         subscriber.send(&subscribed);
         subscriber.send(&heartbeat());
 
         if let Some(framework) = self.frameworks.get_mut(&framework_id) {
-            if let Some(principal) = &framework.info.principal {
-                if info.principal.as_ref().is_some_and(|p| p != principal) {
-                    let error = error_event("Changing framework's principal is not allowed.");
-                    subscriber.send(&error);
-                    return Subscription {
-                        stream_id,
-                        framework_id: None,
-                        records,
-                    };
-                }
-            }
             // Failover: the old stream learns why it ends.
             if let Some(old) = framework.subscriber.take() {
                 old.send(&error_event("Framework failed over"));
@@ -301,6 +306,7 @@ impl Master {
                 .update_framework(&framework_id, &roles, &suppressed);
             self.allocator.activate_framework(&framework_id);
             self.broadcast_framework_update(&framework_id);
+            self.emit_framework(&framework_id, false);
         } else {
             let mut framework = Framework::new(framework_id.clone(), info, now_secs());
             framework.suppressed_roles = suppressed.clone();
@@ -310,6 +316,7 @@ impl Master {
             self.allocator
                 .add_framework(&framework_id, &roles, &suppressed, true);
             self.frameworks.insert(framework_id.clone(), framework);
+            self.emit_framework(&framework_id, true);
         }
         let _ = now;
         Subscription {
@@ -360,6 +367,7 @@ impl Master {
         for offer_id in offers {
             self.remove_offer(&offer_id, false, None, now);
         }
+        self.emit_framework(framework_id, false);
         self.effects.push(super::Effect::Timer {
             after: Duration::try_from_secs_f64(timeout).unwrap_or(Duration::ZERO),
             timer: super::Timer::FrameworkFailover {
@@ -585,6 +593,7 @@ impl Master {
         self.allocator
             .update_framework(framework_id, &roles, &update.suppressed_roles);
         self.broadcast_framework_update(framework_id);
+        self.emit_framework(framework_id, false);
         Ok(())
     }
 
@@ -903,6 +912,7 @@ impl Master {
                 launch_executor: None,
             },
         );
+        self.emit_task_added(framework_id, &task_id);
     }
 
     fn launch_group(
@@ -1039,6 +1049,10 @@ impl Master {
             executor.clone(),
         );
         let pid = agent.pid.clone();
+        let task_ids: Vec<String> = group_tasks
+            .iter()
+            .map(|t| t.task_id.value.clone())
+            .collect();
         self.send(
             &pid,
             &msg::RunTaskGroupMessage {
@@ -1049,6 +1063,9 @@ impl Master {
                 launch_executor: None,
             },
         );
+        for task_id in task_ids {
+            self.emit_task_added(framework_id, &task_id);
+        }
     }
 
     fn kill_task(&mut self, framework_id: &str, kill: call::Kill) {

@@ -4,6 +4,7 @@
 pub mod operator;
 pub mod scheduler;
 pub mod state;
+pub mod stream;
 
 use std::sync::Arc;
 

@@ -1,15 +1,18 @@
-//! Operator writes and the v1 operator API (`POST /api/v1`).
+//! Operator writes and the v1 operator API (`POST /api/v1`), including the
+//! operator event stream (`SUBSCRIBE`).
 
-use axum::body::Bytes;
+use super::stream;
+use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use http::{header, HeaderMap, Method, StatusCode};
 use mesos_common::http::{negotiate, request_content_type, ContentType, HttpError};
-use mesos_proto::v1::master::{call, response, Call, Response as MasterResponse};
+use mesos_proto::v1::master::{call, event, response, Call, Event, Response as MasterResponse};
 use mesos_proto::v1::{self as v1};
 
 use super::AppState;
-use crate::core::Master;
+use crate::core::operator::encode_operator_event;
+use crate::core::{Master, OperatorSubscribeError};
 use crate::flags::Flags;
 
 /// `POST /master/teardown` with form body `frameworkId=<id>`.
@@ -95,6 +98,9 @@ async fn operator(
             "Expecting 'Accept' to allow 'application/json' or 'application/x-protobuf'",
         )
     })?;
+    if kind == call::Type::Subscribe {
+        return subscribe(&app, accept).await;
+    }
     let flags = app.flags.clone();
     let response = match kind {
         call::Type::GetHealth => Some(MasterResponse {
@@ -168,6 +174,40 @@ async fn operator(
     Ok(encode(&response, accept))
 }
 
+/// `SUBSCRIBE`: 200 and a RecordIO stream of `master::Event`s.
+async fn subscribe(app: &AppState, accept: ContentType) -> Result<Response, HttpError> {
+    let records = match app
+        .master
+        .write(move |m, _| m.subscribe_operator(accept))
+        .await
+    {
+        Some(Ok(records)) => records,
+        Some(Err(OperatorSubscribeError::TooManySubscribers)) => {
+            return Err(HttpError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Maximum number of subscribers reached",
+            ))
+        }
+        None => {
+            return Err(HttpError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Master is shutting down",
+            ))
+        }
+    };
+    let heartbeat = Event {
+        r#type: Some(event::Type::Heartbeat as i32),
+        ..Default::default()
+    };
+    let body = stream::record_stream(records, encode_operator_event(&heartbeat, accept), ());
+    Ok((
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, accept.as_str())],
+        Body::from_stream(body),
+    )
+        .into_response())
+}
+
 fn encode(response: &MasterResponse, accept: ContentType) -> Response {
     let body = match accept {
         ContentType::Json => mesos_proto::json::to_string(response).into_bytes(),
@@ -200,111 +240,6 @@ fn version_info() -> v1::VersionInfo {
     }
 }
 
-fn get_agents(m: &Master) -> response::GetAgents {
-    response::GetAgents {
-        agents: m
-            .agents
-            .values()
-            .map(|a| response::get_agents::Agent {
-                agent_info: a.info.clone(),
-                active: a.connected && a.active,
-                deactivated: Some(!a.active),
-                version: a.version.clone(),
-                pid: Some(a.pid.to_string()),
-                registered_time: Some(time_info(a.registered_time)),
-                reregistered_time: a.reregistered_time.map(time_info),
-                total_resources: a.total.clone().into_vec(),
-                ..Default::default()
-            })
-            .collect(),
-        recovered_agents: m
-            .recovered_agents
-            .values()
-            .map(|a| a.info.clone())
-            .collect(),
-    }
-}
-
-fn time_info(seconds: f64) -> v1::TimeInfo {
-    v1::TimeInfo {
-        nanoseconds: (seconds * 1e9) as i64,
-    }
-}
-
-fn framework_proto(
-    f: &crate::core::Framework,
-    active: bool,
-) -> response::get_frameworks::Framework {
-    response::get_frameworks::Framework {
-        framework_info: f.info.clone(),
-        active,
-        connected: f.connected(),
-        recovered: f.recovered,
-        registered_time: Some(time_info(f.registered_time)),
-        reregistered_time: f.reregistered_time.map(time_info),
-        unregistered_time: f.unregistered_time.map(time_info),
-        ..Default::default()
-    }
-}
-
-fn get_frameworks(m: &Master) -> response::GetFrameworks {
-    response::GetFrameworks {
-        frameworks: m
-            .frameworks
-            .values()
-            .map(|f| framework_proto(f, f.connected()))
-            .collect(),
-        completed_frameworks: m
-            .completed_frameworks
-            .iter()
-            .map(|f| framework_proto(f, false))
-            .collect(),
-        recovered_frameworks: vec![],
-    }
-}
-
-fn get_tasks(m: &Master) -> response::GetTasks {
-    response::GetTasks {
-        tasks: m
-            .frameworks
-            .values()
-            .flat_map(|f| f.tasks.values().cloned())
-            .collect(),
-        unreachable_tasks: m
-            .frameworks
-            .values()
-            .flat_map(|f| f.unreachable_tasks.values().cloned())
-            .collect(),
-        completed_tasks: m
-            .frameworks
-            .values()
-            .chain(m.completed_frameworks.iter())
-            .flat_map(|f| f.completed_tasks.iter().cloned())
-            .collect(),
-        ..Default::default()
-    }
-}
-
-fn get_executors(m: &Master) -> response::GetExecutors {
-    response::GetExecutors {
-        executors: m
-            .frameworks
-            .values()
-            .flat_map(|f| {
-                f.executors
-                    .iter()
-                    .map(|((agent_id, _), e)| response::get_executors::Executor {
-                        executor_info: e.clone(),
-                        agent_id: v1::AgentId {
-                            value: agent_id.clone(),
-                        },
-                    })
-            })
-            .collect(),
-        orphan_executors: vec![],
-    }
-}
-
 fn read_call(m: &Master, kind: call::Type) -> Option<MasterResponse> {
     let mut response = MasterResponse::default();
     match kind {
@@ -326,28 +261,23 @@ fn read_call(m: &Master, kind: call::Type) -> Option<MasterResponse> {
         }
         call::Type::GetState => {
             response.r#type = Some(response::Type::GetState as i32);
-            response.get_state = Some(response::GetState {
-                get_tasks: Some(get_tasks(m)),
-                get_executors: Some(get_executors(m)),
-                get_frameworks: Some(get_frameworks(m)),
-                get_agents: Some(get_agents(m)),
-            });
+            response.get_state = Some(m.get_state());
         }
         call::Type::GetAgents => {
             response.r#type = Some(response::Type::GetAgents as i32);
-            response.get_agents = Some(get_agents(m));
+            response.get_agents = Some(m.get_agents());
         }
         call::Type::GetFrameworks => {
             response.r#type = Some(response::Type::GetFrameworks as i32);
-            response.get_frameworks = Some(get_frameworks(m));
+            response.get_frameworks = Some(m.get_frameworks());
         }
         call::Type::GetExecutors => {
             response.r#type = Some(response::Type::GetExecutors as i32);
-            response.get_executors = Some(get_executors(m));
+            response.get_executors = Some(m.get_executors());
         }
         call::Type::GetTasks => {
             response.r#type = Some(response::Type::GetTasks as i32);
-            response.get_tasks = Some(get_tasks(m));
+            response.get_tasks = Some(m.get_tasks());
         }
         call::Type::GetRoles => {
             let roles = super::state::roles_json(m);

@@ -1,9 +1,6 @@
 //! `POST /api/v1/scheduler`: decoding, Mesos's status codes in Mesos's
 //! order, and the SUBSCRIBE event stream with heartbeats.
 
-use std::convert::Infallible;
-use std::time::Duration;
-
 use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
@@ -16,7 +13,6 @@ use super::AppState;
 use crate::actor::{Command, MasterHandle};
 use crate::core::framework::encode_event;
 use crate::core::scheduler::{validate_call, CallReply};
-use crate::core::HEARTBEAT_INTERVAL_SECS;
 
 /// Decodes a Call body in the given encoding, with Mesos's error texts.
 pub fn decode_call(content_type: ContentType, body: &[u8]) -> Result<Call, HttpError> {
@@ -137,61 +133,27 @@ impl Drop for CloseGuard {
     }
 }
 
-struct StreamState {
-    records: mpsc::UnboundedReceiver<Bytes>,
-    heartbeat: tokio::time::Interval,
-    heartbeat_record: Bytes,
-    _guard: CloseGuard,
-}
-
 /// The response body: records from the master, plus a HEARTBEAT every 15 s
 /// (the first one is queued by the master right after SUBSCRIBED). Ends when
-/// the master drops the sender.
+/// the master drops the sender; telling the master when the client goes away.
 fn event_stream(
     records: mpsc::UnboundedReceiver<Bytes>,
     content_type: ContentType,
     master: MasterHandle,
     framework_id: Option<String>,
     stream_id: String,
-) -> impl futures::Stream<Item = Result<Bytes, Infallible>> {
-    let period = Duration::from_secs_f64(HEARTBEAT_INTERVAL_SECS);
-    let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
-    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let heartbeat_event = Event {
+) -> impl futures::Stream<Item = Result<Bytes, std::convert::Infallible>> {
+    let heartbeat = Event {
         r#type: Some(event::Type::Heartbeat as i32),
         ..Default::default()
     };
-    let state = StreamState {
+    super::stream::record_stream(
         records,
-        heartbeat,
-        heartbeat_record: encode_event(&heartbeat_event, content_type),
-        _guard: CloseGuard {
+        encode_event(&heartbeat, content_type),
+        CloseGuard {
             master,
             framework_id,
             stream_id,
         },
-    };
-    futures::stream::unfold(state, |mut state| async move {
-        tokio::select! {
-            biased;
-            record = state.records.recv() => {
-                let mut record = record?;
-                // Send everything already queued as one chunk.
-                while let Ok(more) = state.records.try_recv() {
-                    let mut joined = Vec::with_capacity(record.len() + more.len());
-                    joined.extend_from_slice(&record);
-                    joined.extend_from_slice(&more);
-                    record = Bytes::from(joined);
-                    if record.len() > 64 * 1024 {
-                        break;
-                    }
-                }
-                Some((Ok(record), state))
-            }
-            _ = state.heartbeat.tick() => {
-                let record = state.heartbeat_record.clone();
-                Some((Ok(record), state))
-            }
-        }
-    })
+    )
 }

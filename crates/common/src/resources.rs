@@ -11,6 +11,7 @@ use std::cmp::Ordering;
 use std::fmt;
 use std::ops::{Add, AddAssign, Sub, SubAssign};
 use std::str::FromStr;
+use std::sync::Arc;
 
 use mesos_proto::v1::resource::{disk_info, reservation_info, AllocationInfo, ReservationInfo};
 use mesos_proto::v1::value::{self, Range, Ranges, Scalar, Set};
@@ -122,10 +123,79 @@ const SET: i32 = value::Type::Set as i32;
 
 /// One distinct resource plus, for shared resources, how many copies of it
 /// the bag holds (Mesos's `Resource_::sharedCount`). Always 1 otherwise.
+///
+/// The resource sits behind an `Arc` and is copied on write: a prost
+/// `Resource` is over a kilobyte (its `DiskInfo` is inline), and the
+/// allocator copies and moves resources on every allocation.
+///
+/// Next to it sit a few facts read from it on creation and after every
+/// write, so that the allocator's hot paths (is it unreserved, how much
+/// cpus/mem/disk/gpus) need not touch the resource at all.
 #[derive(Clone, Debug)]
 struct Entry {
-    resource: Resource,
+    resource: Arc<Resource>,
     count: u32,
+    kind: Kind,
+    unreserved: bool,
+    /// The scalar value in thousandths; 0 for other types.
+    fixed: i64,
+}
+
+/// What an entry is, as far as hot paths care.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    /// A scalar `cpus`, `mem`, `disk` or `gpus`: the index in
+    /// [`STANDARD_SCALARS`].
+    Standard(u8),
+    /// Any other scalar.
+    OtherScalar,
+    /// Ranges or a set.
+    Other,
+}
+
+/// The scalar resources every agent has and DRF compares, in the order
+/// [`Resources::standard_scalars_fixed`] reports them.
+pub const STANDARD_SCALARS: [&str; 4] = ["cpus", "mem", "disk", "gpus"];
+
+impl Entry {
+    fn new(resource: Arc<Resource>, count: u32) -> Self {
+        let mut e = Entry {
+            resource,
+            count,
+            kind: Kind::Other,
+            unreserved: true,
+            fixed: 0,
+        };
+        e.refresh();
+        e
+    }
+
+    /// Re-reads the cached facts after the resource changed.
+    fn refresh(&mut self) {
+        let r = &*self.resource;
+        self.unreserved = reservation_role(r).is_none();
+        if r.r#type == SCALAR {
+            self.fixed = fixed_of(r);
+            self.kind = match STANDARD_SCALARS.iter().position(|n| *n == r.name) {
+                Some(i) => Kind::Standard(i as u8),
+                None => Kind::OtherScalar,
+            };
+        } else {
+            self.fixed = 0;
+            self.kind = Kind::Other;
+        }
+    }
+
+    /// Whether the entry may be allocated to `role`, without reading the
+    /// resource when it is unreserved.
+    fn allocatable_to(&self, role: &str) -> bool {
+        self.unreserved || is_allocatable_to(&self.resource, role)
+    }
+
+    /// Cheap test that can only rule identity out.
+    fn maybe_same_identity(&self, other: &Entry) -> bool {
+        self.kind == other.kind && self.unreserved == other.unreserved
+    }
 }
 
 /// A normalized list of resources, like Mesos's `Resources` class.
@@ -150,7 +220,7 @@ impl Resources {
         };
         for resource in resources {
             if let Some(r) = normalize(resource)? {
-                out.add_entry(Cow::Owned(r), 1);
+                out.add_entry(Entry::new(Arc::new(r), 1));
             }
         }
         Ok(out)
@@ -159,7 +229,7 @@ impl Resources {
     /// Validates one resource and adds it.
     pub fn push(&mut self, resource: Resource) -> Result<(), ResourcesError> {
         if let Some(r) = normalize(resource)? {
-            self.add_entry(Cow::Owned(r), 1);
+            self.add_entry(Entry::new(Arc::new(r), 1));
         }
         Ok(())
     }
@@ -190,7 +260,7 @@ impl Resources {
             }
             let resource = parse_piece(piece, default_role)?;
             if let Some(r) = normalize(resource)? {
-                out.add_entry(Cow::Owned(r), 1);
+                out.add_entry(Entry::new(Arc::new(r), 1));
             }
         }
         Ok(out)
@@ -213,14 +283,17 @@ impl Resources {
 
     /// The normalized resources as protobuf values, e.g. for an `Offer`.
     pub fn into_vec(self) -> Vec<Resource> {
-        self.entries.into_iter().map(|e| e.resource).collect()
+        self.entries
+            .into_iter()
+            .map(|e| Arc::try_unwrap(e.resource).unwrap_or_else(|shared| (*shared).clone()))
+            .collect()
     }
 
     /// Whether every resource in `other` is in `self`.
     pub fn contains(&self, other: &Resources) -> bool {
         if other.entries.len() == 1 {
             let e = &other.entries[0];
-            return self.contains_entry(&e.resource, e.count, 1);
+            return self.contains_entry(e, 1);
         }
         other.entries.iter().all(|e| {
             let copies = if is_indivisible(&e.resource) && !is_shared(&e.resource) {
@@ -228,7 +301,7 @@ impl Resources {
             } else {
                 1
             };
-            self.contains_entry(&e.resource, e.count, copies)
+            self.contains_entry(e, copies)
         })
     }
 
@@ -236,7 +309,7 @@ impl Resources {
     /// false for an invalid resource.
     pub fn contains_resource(&self, resource: &Resource) -> bool {
         match normalize(resource.clone()) {
-            Ok(Some(r)) => self.contains_entry(&r, 1, 1),
+            Ok(Some(r)) => self.contains_entry(&Entry::new(Arc::new(r), 1), 1),
             Ok(None) => true,
             Err(_) => false,
         }
@@ -250,31 +323,73 @@ impl Resources {
 
     /// Like [`Resources::scalar`], in thousandths.
     pub fn scalar_fixed(&self, name: &str) -> i64 {
+        if let Some(i) = STANDARD_SCALARS.iter().position(|n| *n == name) {
+            return self.standard_scalars_fixed()[i];
+        }
+        self.other_scalars_fixed()
+            .filter(|(n, _)| *n == name)
+            .map(|(_, v)| v)
+            .fold(0i64, i64::saturating_add)
+    }
+
+    /// `[cpus, mem, disk, gpus]` (see [`STANDARD_SCALARS`]) in thousandths,
+    /// summed over every identity. Reads only cached values, not the
+    /// resources themselves.
+    pub fn standard_scalars_fixed(&self) -> [i64; 4] {
+        let mut sums = [0i64; 4];
+        for e in &self.entries {
+            if let Kind::Standard(i) = e.kind {
+                let slot = &mut sums[usize::from(i)];
+                *slot = slot.saturating_add(e.fixed);
+            }
+        }
+        sums
+    }
+
+    /// Every scalar other than the [`STANDARD_SCALARS`]: name and value in
+    /// thousandths, one item per entry.
+    pub fn other_scalars_fixed(&self) -> impl Iterator<Item = (&str, i64)> + '_ {
         self.entries
             .iter()
-            .filter(|e| e.resource.r#type == SCALAR && e.resource.name == name)
-            .map(|e| fixed_of(&e.resource))
-            .fold(0i64, i64::saturating_add)
+            .filter(|e| e.kind == Kind::OtherScalar)
+            .map(|e| (e.resource.name.as_str(), e.fixed))
     }
 
     /// Total `cpus`.
     pub fn cpus(&self) -> f64 {
-        self.scalar("cpus")
+        from_fixed(self.standard_scalars_fixed()[0])
     }
 
     /// Total `mem` (MB).
     pub fn mem(&self) -> f64 {
-        self.scalar("mem")
+        from_fixed(self.standard_scalars_fixed()[1])
     }
 
     /// Total `disk` (MB).
     pub fn disk(&self) -> f64 {
-        self.scalar("disk")
+        from_fixed(self.standard_scalars_fixed()[2])
     }
 
     /// Total `gpus`.
     pub fn gpus(&self) -> f64 {
-        self.scalar("gpus")
+        from_fixed(self.standard_scalars_fixed()[3])
+    }
+
+    /// Whether any resource may be allocated to `role` (see
+    /// [`is_allocatable_to`]).
+    pub fn has_allocatable_to(&self, role: &str) -> bool {
+        self.entries.iter().any(|e| e.allocatable_to(role))
+    }
+
+    /// Moves the resources that may be allocated to `role` out of `self`
+    /// and returns them (no copy).
+    pub fn extract_allocatable_to(&mut self, role: &str) -> Resources {
+        if self.entries.iter().all(|e| e.allocatable_to(role)) {
+            return std::mem::take(self);
+        }
+        let (taken, kept) = self.entries.drain(..).partition(|e| e.allocatable_to(role));
+        self.entries = kept;
+        Resources { entries: taken }
     }
 
     /// The union of every `ports` range, sorted and coalesced.
@@ -311,7 +426,7 @@ impl Resources {
                 Some(_) => may_merge = true,
                 None => {}
             }
-            e.resource.allocation_info = Some(AllocationInfo {
+            Arc::make_mut(&mut e.resource).allocation_info = Some(AllocationInfo {
                 role: Some(role.to_owned()),
             });
         }
@@ -324,7 +439,8 @@ impl Resources {
     pub fn unallocate(&mut self) {
         let mut allocated = 0;
         for e in &mut self.entries {
-            if e.resource.allocation_info.take().is_some() {
+            if e.resource.allocation_info.is_some() {
+                Arc::make_mut(&mut e.resource).allocation_info = None;
                 allocated += 1;
             }
         }
@@ -341,6 +457,25 @@ impl Resources {
         out
     }
 
+    /// A copy that shares no storage with `self`. `clone` is cheap (entries
+    /// are reference-counted and copied on write); this pays the copy up
+    /// front, for a value that will be written to soon and often.
+    pub fn deep_clone(&self) -> Resources {
+        Resources {
+            entries: self
+                .entries
+                .iter()
+                .map(|e| Entry {
+                    resource: Arc::new((*e.resource).clone()),
+                    count: e.count,
+                    kind: e.kind,
+                    unreserved: e.unreserved,
+                    fixed: e.fixed,
+                })
+                .collect(),
+        }
+    }
+
     /// The resources for which `keep` holds.
     pub fn filter(&self, mut keep: impl FnMut(&Resource) -> bool) -> Resources {
         Resources {
@@ -355,7 +490,10 @@ impl Resources {
 
     /// Moves the resources for which `take` holds out of `self` and returns
     /// them (no copy).
-    pub fn extract(&mut self, mut take: impl FnMut(&Resource) -> bool) -> Resources {
+    pub fn extract(&mut self, take: impl Fn(&Resource) -> bool) -> Resources {
+        if self.entries.iter().all(|e| take(&e.resource)) {
+            return std::mem::take(self);
+        }
         let mut taken = Vec::new();
         let mut kept = Vec::with_capacity(self.entries.len());
         for e in self.entries.drain(..) {
@@ -401,54 +539,57 @@ impl Resources {
     }
 
     fn count_equal(&self, r: &Resource) -> u32 {
-        self.entries.iter().filter(|e| e.resource == *r).count() as u32
+        self.entries.iter().filter(|e| *e.resource == *r).count() as u32
     }
 
     /// Whether `self` holds `count` shares of `r` (shared), `copies` equal
     /// copies of `r` (indivisible), or at least `r`'s value (divisible).
-    fn contains_entry(&self, r: &Resource, count: u32, copies: u32) -> bool {
+    fn contains_entry(&self, want: &Entry, copies: u32) -> bool {
+        let (r, count) = (&*want.resource, want.count);
         if is_shared(r) {
             self.entries
                 .iter()
-                .any(|e| e.resource == *r && e.count >= count)
+                .any(|e| *e.resource == *r && e.count >= count)
         } else if is_indivisible(r) {
             self.count_equal(r) >= copies
         } else {
             self.entries
                 .iter()
-                .find(|e| !is_shared(&e.resource) && same_identity(&e.resource, r))
+                .find(|e| {
+                    e.maybe_same_identity(want)
+                        && !is_shared(&e.resource)
+                        && same_identity(&e.resource, r)
+                })
                 .is_some_and(|e| value_contains(&e.resource, r))
         }
     }
 
     /// Adds one normalized, non-empty resource (`count` shares if shared).
-    fn add_entry(&mut self, r: Cow<'_, Resource>, count: u32) {
-        if is_shared(&r) {
-            if let Some(e) = self.entries.iter_mut().find(|e| e.resource == *r) {
-                e.count = e.count.saturating_add(count);
+    fn add_entry(&mut self, new: Entry) {
+        let r = &*new.resource;
+        if is_shared(r) {
+            if let Some(e) = self.entries.iter_mut().find(|e| *e.resource == *r) {
+                e.count = e.count.saturating_add(new.count);
                 return;
             }
-        } else if !is_indivisible(&r) {
-            if let Some(e) = self
-                .entries
-                .iter_mut()
-                .find(|e| !is_shared(&e.resource) && same_identity(&e.resource, &r))
-            {
-                merge_values(&mut e.resource, &r);
+        } else if !is_indivisible(r) {
+            if let Some(e) = self.entries.iter_mut().find(|e| {
+                e.maybe_same_identity(&new) && !is_shared(&e.resource) && same_identity(&e.resource, r)
+            }) {
+                merge_values(Arc::make_mut(&mut e.resource), r);
+                e.refresh();
                 return;
             }
         }
-        self.entries.push(Entry {
-            resource: r.into_owned(),
-            count,
-        });
+        self.entries.push(new);
     }
 
     /// Subtracts one normalized resource; what `self` does not hold is
     /// ignored (like Mesos, subtraction saturates instead of going negative).
-    fn subtract_entry(&mut self, r: &Resource, count: u32) {
+    fn subtract_entry(&mut self, sub: &Entry) {
+        let (r, count) = (&*sub.resource, sub.count);
         if is_shared(r) {
-            if let Some(i) = self.entries.iter().position(|e| e.resource == *r) {
+            if let Some(i) = self.entries.iter().position(|e| *e.resource == *r) {
                 let e = &mut self.entries[i];
                 e.count = e.count.saturating_sub(count);
                 if e.count == 0 {
@@ -456,16 +597,18 @@ impl Resources {
                 }
             }
         } else if is_indivisible(r) {
-            if let Some(i) = self.entries.iter().position(|e| e.resource == *r) {
+            if let Some(i) = self.entries.iter().position(|e| *e.resource == *r) {
                 self.entries.remove(i);
             }
-        } else if let Some(i) = self
-            .entries
-            .iter()
-            .position(|e| !is_shared(&e.resource) && same_identity(&e.resource, r))
-        {
-            if subtract_values(&mut self.entries[i].resource, r) {
+        } else if let Some(i) = self.entries.iter().position(|e| {
+            e.maybe_same_identity(sub) && !is_shared(&e.resource) && same_identity(&e.resource, r)
+        }) {
+            let e = &mut self.entries[i];
+            // Taking all of it needs no copy of a shared entry.
+            if value_contains(r, &e.resource) || subtract_values(Arc::make_mut(&mut e.resource), r) {
                 self.entries.remove(i);
+            } else {
+                e.refresh();
             }
         }
     }
@@ -474,7 +617,7 @@ impl Resources {
         let entries = std::mem::take(&mut self.entries);
         self.entries.reserve(entries.len());
         for e in entries {
-            self.add_entry(Cow::Owned(e.resource), e.count);
+            self.add_entry(e);
         }
     }
 }
@@ -511,7 +654,7 @@ impl<'a> Iterator for Iter<'a> {
     type Item = &'a Resource;
 
     fn next(&mut self) -> Option<&'a Resource> {
-        self.0.next().map(|e| &e.resource)
+        self.0.next().map(|e| &*e.resource)
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
@@ -538,8 +681,12 @@ impl From<Resources> for Vec<Resource> {
 
 impl AddAssign<&Resources> for Resources {
     fn add_assign(&mut self, other: &Resources) {
+        if self.entries.is_empty() {
+            self.entries.clone_from(&other.entries);
+            return;
+        }
         for e in &other.entries {
-            self.add_entry(Cow::Borrowed(&e.resource), e.count);
+            self.add_entry(e.clone());
         }
     }
 }
@@ -551,7 +698,7 @@ impl AddAssign<Resources> for Resources {
             return;
         }
         for e in other.entries {
-            self.add_entry(Cow::Owned(e.resource), e.count);
+            self.add_entry(e);
         }
     }
 }
@@ -562,7 +709,7 @@ impl SubAssign<&Resources> for Resources {
             if self.entries.is_empty() {
                 return;
             }
-            self.subtract_entry(&e.resource, e.count);
+            self.subtract_entry(e);
         }
     }
 }
@@ -886,7 +1033,7 @@ fn upgrade_reservations(r: &mut Resource) -> Result<(), ResourcesError> {
                 });
             }
             (None, Some(info)) => match info.role.as_deref() {
-                Some(role) if role != "*" && !role.is_empty() => r.reservations.push(info),
+                Some(role) if role != "*" && !role.is_empty() => r.reservations.push(*info),
                 _ => return Err(invalid("a 'reservation' needs a role other than '*'")),
             },
             (None, None) => {}
@@ -1175,7 +1322,7 @@ fn parse_json(text: &str, default_role: &str) -> Result<Resources, ResourcesErro
             resource.role = None;
         }
         if let Some(r) = normalize(resource)? {
-            out.add_entry(Cow::Owned(r), 1);
+            out.add_entry(Entry::new(Arc::new(r), 1));
         }
     }
     Ok(out)
@@ -1591,10 +1738,10 @@ mod tests {
         assert_eq!(Resources::new(vec![star]).expect("valid"), res("cpus:1"));
         let mut dynamic = scalar("cpus", 1.0);
         dynamic.role = Some("web".into());
-        dynamic.reservation = Some(ReservationInfo {
+        dynamic.reservation = Some(Box::new(ReservationInfo {
             principal: Some("ops".into()),
             ..Default::default()
-        });
+        }));
         let r = Resources::new(vec![dynamic]).expect("valid");
         let only = r.iter().next().expect("one resource");
         assert_eq!(
@@ -1612,13 +1759,13 @@ mod tests {
             role: Some("db".into()),
             ..Default::default()
         });
-        volume.disk = Some(DiskInfo {
+        volume.disk = Some(Box::new(DiskInfo {
             persistence: Some(disk_info::Persistence {
                 id: "v1".into(),
                 principal: None,
             }),
             ..Default::default()
-        });
+        }));
         let one = Resources::new(vec![volume.clone()]).expect("valid");
         let two = &one + &one;
         assert_eq!(two.len(), 2);

@@ -39,7 +39,10 @@ fn task_json(task: &v1::Task) -> Value {
                 );
             }
             if let Some(cs) = &s.container_status {
-                o.insert("container_status".into(), mesos_proto::json::to_value(cs));
+                o.insert(
+                    "container_status".into(),
+                    mesos_proto::json::to_value(cs.as_ref()),
+                );
             }
             Value::Object(o)
         })
@@ -77,15 +80,21 @@ fn task_json(task: &v1::Task) -> Value {
         );
     }
     if let Some(discovery) = &task.discovery {
-        o.insert("discovery".into(), mesos_proto::json::to_value(discovery));
+        o.insert(
+            "discovery".into(),
+            mesos_proto::json::to_value(discovery.as_ref()),
+        );
     }
     if let Some(container) = &task.container {
-        o.insert("container".into(), mesos_proto::json::to_value(container));
+        o.insert(
+            "container".into(),
+            mesos_proto::json::to_value(container.as_ref()),
+        );
     }
     if let Some(kill_policy) = &task.kill_policy {
         o.insert(
             "kill_policy".into(),
-            mesos_proto::json::to_value(kill_policy),
+            mesos_proto::json::to_value(kill_policy.as_ref()),
         );
     }
     Value::Object(o)

@@ -27,15 +27,16 @@ mod filters;
 mod sorter;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mesos_common::resources::{allocation_role, from_fixed, is_allocatable_to, Resources};
+use mesos_common::resources::{allocation_role, from_fixed, Resources};
 use mesos_proto::v1::value::{self, Scalar};
 use mesos_proto::v1::Resource;
 
 use filters::{Expiries, Filters};
-use sorter::Sorter;
+use sorter::{Ranks, Sorter};
 pub use sorter::{Quantities, DRF_RESOURCES};
 
 /// Allocator settings.
@@ -102,11 +103,13 @@ struct FrameworkRole {
 #[derive(Clone, Debug)]
 struct Framework {
     id: Arc<str>,
+    /// Label ordering frameworks by id in the sorters (see [`Ranks`]).
+    rank: u64,
     active: bool,
     roles: Vec<FrameworkRole>,
     filters: Filters,
     /// Agents where this framework holds resources.
-    agents: HashSet<u32>,
+    agents: IndexSet,
 }
 
 impl Framework {
@@ -118,16 +121,19 @@ impl Framework {
 #[derive(Clone, Debug)]
 struct Role {
     name: Arc<str>,
+    /// Label ordering roles by name in the role sorter (see [`Ranks`]).
+    rank: u64,
     weight: f64,
     allocated: Quantities,
-    /// Every scalar allocated to the role, in thousandths, for reporting.
-    scalars: Vec<(String, i64)>,
+    /// Scalars other than the DRF ones allocated to the role, in
+    /// thousandths, for reporting.
+    other_scalars: Vec<(String, i64)>,
     /// Weighted dominant share; equals the sorter key while `in_sorter`.
     share: f64,
     /// Frameworks eligible for offers in this role.
     frameworks: Sorter,
     /// Frameworks with a membership (subscribed or holding resources).
-    members: HashSet<u32>,
+    members: IndexSet,
     /// Present in the role sorter (has an eligible framework).
     in_sorter: bool,
 }
@@ -139,14 +145,38 @@ struct Agent {
     /// Total minus everything allocated; never carries allocation_info.
     available: Resources,
     /// Allocated resources per framework index, with allocation_info.
-    allocated: HashMap<u32, Resources>,
+    allocated: IndexMap<Resources>,
     quantities: Quantities,
     active: bool,
     /// Queued for the next cycle.
     dirty: bool,
     /// Frameworks with a refuse filter on this agent.
-    filtered_by: HashSet<u32>,
+    filtered_by: IndexSet,
 }
+
+/// Hashes our own `u32` slot indices (not input from the network, so no
+/// need for SipHash's flooding resistance): one multiply.
+#[derive(Clone, Copy, Debug, Default)]
+struct IndexHasher(u64);
+
+impl Hasher for IndexHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+        }
+    }
+
+    fn write_u32(&mut self, i: u32) {
+        self.0 = (self.0 ^ u64::from(i)).wrapping_mul(0x9e_37_79_b9_7f_4a_7c_15);
+    }
+}
+
+type IndexMap<V> = HashMap<u32, V, BuildHasherDefault<IndexHasher>>;
+type IndexSet = HashSet<u32, BuildHasherDefault<IndexHasher>>;
 
 /// A vector of optional slots addressed by stable `u32` indices.
 #[derive(Clone, Debug)]
@@ -218,6 +248,10 @@ pub struct Allocator {
     total: Quantities,
     /// `total` changed since shares were last computed.
     shares_stale: bool,
+    role_ranks: Ranks,
+    framework_ranks: Ranks,
+    /// Ranks were relabeled since the sorters were built.
+    ranks_stale: bool,
     /// Agents queued for the next cycle (deduplicated by `Agent::dirty`).
     dirty: Vec<u32>,
     /// Agents with non-empty available resources.
@@ -246,6 +280,9 @@ impl Allocator {
             role_sorter: Sorter::default(),
             total: Quantities::default(),
             shares_stale: false,
+            role_ranks: Ranks::default(),
+            framework_ranks: Ranks::default(),
+            ranks_stale: false,
             dirty: Vec::new(),
             with_available: BTreeSet::new(),
             revisit_all: false,
@@ -345,10 +382,11 @@ impl Allocator {
         let Some(fw) = self.frameworks.remove(f) else {
             return;
         };
+        self.framework_ranks.remove(&fw.id);
         for fr in &fw.roles {
             let role = &mut self.roles[fr.role as usize];
             if fr.in_sorter {
-                role.frameworks.remove(fr.share, &fw.id, f);
+                role.frameworks.remove(fr.share, fw.rank, f);
             }
             role.members.remove(&f);
             self.refresh_role_presence(fr.role);
@@ -408,13 +446,14 @@ impl Allocator {
         let quantities = Quantities::of(&total);
         let a = self.agents.insert(Agent {
             id: agent_id.to_owned(),
-            available: total.unallocated(),
+            // Our own copy, so the first allocation writes in place.
+            available: total.deep_clone().unallocated(),
             total,
-            allocated: HashMap::new(),
+            allocated: IndexMap::default(),
             quantities,
             active: true,
             dirty: false,
-            filtered_by: HashSet::new(),
+            filtered_by: IndexSet::default(),
         });
         self.agent_index.insert(agent_id.to_owned(), a);
         self.total.add(&quantities);
@@ -477,7 +516,7 @@ impl Allocator {
         self.total.sub(&agent.quantities);
         self.total.add(&quantities);
         agent.quantities = quantities;
-        agent.available = total.unallocated() - &allocated;
+        agent.available = total.deep_clone().unallocated() - &allocated;
         agent.total = total;
         self.shares_stale = true;
         self.mark_dirty(a);
@@ -607,8 +646,8 @@ impl Allocator {
     /// its role. Remaining reservations go on to other roles' frameworks.
     pub fn allocate(&mut self, now: Instant) -> Vec<Allocation> {
         self.expire_filters(now);
-        if self.shares_stale {
-            self.rebuild_shares();
+        if self.shares_stale || self.ranks_stale {
+            self.rebuild_sorters();
         }
         let candidates: Vec<u32> = if self.revisit_all {
             for a in std::mem::take(&mut self.dirty) {
@@ -624,7 +663,7 @@ impl Allocator {
             dirty
         };
         self.revisit_all = false;
-        let mut out = Vec::new();
+        let mut out = Vec::with_capacity(candidates.len());
         let mut visited = 0;
         for &a in &candidates {
             let Some(agent) = self.agents.get_mut(a) else {
@@ -711,7 +750,8 @@ impl Allocator {
             .iter()
             .filter(|role| {
                 !role.members.is_empty()
-                    || role.scalars.iter().any(|(_, v)| *v != 0)
+                    || !role.allocated.is_zero()
+                    || role.other_scalars.iter().any(|(_, v)| *v != 0)
                     || self.weights.contains_key(&*role.name)
             })
             .map(|role| {
@@ -721,15 +761,22 @@ impl Allocator {
                     .filter_map(|&f| self.frameworks.get(f).map(|fw| fw.id.to_string()))
                     .collect();
                 frameworks.sort_unstable();
-                let allocated = role
-                    .scalars
+                let standard = DRF_RESOURCES
                     .iter()
+                    .enumerate()
+                    .map(|(i, name)| (*name, role.allocated.get(i)));
+                let others = role
+                    .other_scalars
+                    .iter()
+                    .map(|(name, v)| (name.as_str(), *v));
+                let allocated = standard
+                    .chain(others)
                     .filter(|(_, v)| *v > 0)
                     .map(|(name, v)| Resource {
-                        name: name.clone(),
+                        name: name.to_owned(),
                         r#type: value::Type::Scalar as i32,
                         scalar: Some(Scalar {
-                            value: from_fixed(*v),
+                            value: from_fixed(v),
                         }),
                         ..Default::default()
                     })
@@ -750,12 +797,16 @@ impl Allocator {
     // -- internals -----------------------------------------------------------
 
     fn insert_framework(&mut self, framework_id: &str, active: bool) -> u32 {
+        let id: Arc<str> = Arc::from(framework_id);
+        let (rank, relabeled) = self.framework_ranks.insert(&id);
+        self.ranks_stale |= relabeled;
         let f = self.frameworks.insert(Framework {
-            id: Arc::from(framework_id),
+            id,
+            rank,
             active,
             roles: Vec::new(),
             filters: Filters::default(),
-            agents: HashSet::new(),
+            agents: IndexSet::default(),
         });
         self.framework_index.insert(framework_id.to_owned(), f);
         f
@@ -766,15 +817,18 @@ impl Allocator {
             return r;
         }
         let name: Arc<str> = Arc::from(name);
+        let (rank, relabeled) = self.role_ranks.insert(&name);
+        self.ranks_stale |= relabeled;
         let r = self.roles.len() as u32;
         self.roles.push(Role {
+            rank,
             weight: self.weights.get(&*name).copied().unwrap_or(1.0),
             name: Arc::clone(&name),
             allocated: Quantities::default(),
-            scalars: Vec::new(),
+            other_scalars: Vec::new(),
             share: 0.0,
             frameworks: Sorter::default(),
-            members: HashSet::new(),
+            members: IndexSet::default(),
             in_sorter: false,
         });
         self.role_index.insert(name, r);
@@ -844,9 +898,9 @@ impl Allocator {
             }
             let role = &mut self.roles[fr.role as usize];
             if eligible {
-                role.frameworks.insert(fr.share, &fw.id, f);
+                role.frameworks.insert(fr.share, fw.rank, f);
             } else {
-                role.frameworks.remove(fr.share, &fw.id, f);
+                role.frameworks.remove(fr.share, fw.rank, f);
             }
             fr.in_sorter = eligible;
             touched.push(fr.role);
@@ -880,9 +934,9 @@ impl Allocator {
             return;
         }
         if present {
-            self.role_sorter.insert(role.share, &role.name, r);
+            self.role_sorter.insert(role.share, role.rank, r);
         } else {
-            self.role_sorter.remove(role.share, &role.name, r);
+            self.role_sorter.remove(role.share, role.rank, r);
         }
         role.in_sorter = present;
     }
@@ -891,33 +945,41 @@ impl Allocator {
         let role = &mut self.roles[r as usize];
         let share = role.allocated.dominant_share(&self.total) / role.weight;
         if role.in_sorter {
-            self.role_sorter.update(role.share, share, &role.name, r);
+            self.role_sorter.update(role.share, share, role.rank, r);
         }
         role.share = share;
     }
 
-    /// Recomputes every share after the cluster total changed.
-    fn rebuild_shares(&mut self) {
+    /// Recomputes every share and rebuilds the sorters, after the cluster
+    /// total changed or names were relabeled.
+    fn rebuild_sorters(&mut self) {
         let total = self.total;
+        let refresh_ranks = std::mem::take(&mut self.ranks_stale);
         for role in &mut self.roles {
             role.share = role.allocated.dominant_share(&total) / role.weight;
+            if refresh_ranks {
+                role.rank = self.role_ranks.get(&role.name).unwrap_or(role.rank);
+            }
         }
         self.role_sorter = Sorter::from_entries(
             self.roles
                 .iter()
                 .enumerate()
                 .filter(|(_, role)| role.in_sorter)
-                .map(|(r, role)| (role.share, Arc::clone(&role.name), r as u32)),
+                .map(|(r, role)| (role.share, role.rank, r as u32)),
         );
-        let mut per_role: Vec<Vec<(f64, Arc<str>, u32)>> = vec![Vec::new(); self.roles.len()];
+        let mut per_role: Vec<Vec<(f64, u64, u32)>> = vec![Vec::new(); self.roles.len()];
         for slot in self.frameworks.items.iter_mut().enumerate() {
             let (f, Some(fw)) = slot else {
                 continue;
             };
+            if refresh_ranks {
+                fw.rank = self.framework_ranks.get(&fw.id).unwrap_or(fw.rank);
+            }
             for fr in &mut fw.roles {
                 fr.share = fr.allocated.dominant_share(&total);
                 if fr.in_sorter {
-                    per_role[fr.role as usize].push((fr.share, Arc::clone(&fw.id), f as u32));
+                    per_role[fr.role as usize].push((fr.share, fw.rank, f as u32));
                 }
             }
         }
@@ -957,29 +1019,31 @@ impl Allocator {
     /// quantities of their allocation roles and of `f` in those roles, and
     /// re-keys the sorters.
     fn charge(&mut self, f: u32, resources: &Resources, add: bool) {
-        let mut done: Vec<&str> = Vec::new();
-        for r in resources {
-            let name = allocation_role(r).unwrap_or("*");
-            if done.contains(&name) {
-                continue;
-            }
-            done.push(name);
-            let part = resources
-                .iter()
-                .filter(|x| allocation_role(x).unwrap_or("*") == name);
-            self.charge_role(f, name, part, add);
+        let role_of = |r: &Resource| allocation_role(r).unwrap_or("*").to_owned();
+        let Some(first) = resources.iter().next().map(role_of) else {
+            return;
+        };
+        if resources
+            .iter()
+            .all(|r| allocation_role(r).unwrap_or("*") == first)
+        {
+            let r = self.role_or_insert(&first);
+            self.charge_role(f, r, resources, add);
+            return;
+        }
+        let mut roles: Vec<String> = resources.iter().map(role_of).collect();
+        roles.sort_unstable();
+        roles.dedup();
+        for name in roles {
+            let part = resources.filter(|r| allocation_role(r).unwrap_or("*") == name);
+            let r = self.role_or_insert(&name);
+            self.charge_role(f, r, &part, add);
         }
     }
 
-    fn charge_role<'a>(
-        &mut self,
-        f: u32,
-        role_name: &str,
-        resources: impl Iterator<Item = &'a Resource> + Clone,
-        add: bool,
-    ) {
-        let q = Quantities::of(resources.clone());
-        let r = self.role_or_insert(role_name);
+    /// [`Allocator::charge`] for resources all allocated to role `r`.
+    fn charge_role(&mut self, f: u32, r: u32, resources: &Resources, add: bool) {
+        let q = Quantities::of(resources);
         let Some(pos) = self.membership(f, r) else {
             return;
         };
@@ -990,22 +1054,15 @@ impl Allocator {
         } else {
             role.allocated.sub(&q);
         }
-        for res in resources {
-            if res.r#type != value::Type::Scalar as i32 {
-                continue;
-            }
-            let amount = res
-                .scalar
-                .as_ref()
-                .map_or(0, |s| mesos_common::resources::to_fixed(s.value));
-            let slot = match role.scalars.iter().position(|(n, _)| *n == res.name) {
+        for (name, amount) in resources.other_scalars_fixed() {
+            let slot = match role.other_scalars.iter().position(|(n, _)| n == name) {
                 Some(i) => i,
                 None => {
-                    role.scalars.push((res.name.clone(), 0));
-                    role.scalars.len() - 1
+                    role.other_scalars.push((name.to_owned(), 0));
+                    role.other_scalars.len() - 1
                 }
             };
-            let v = &mut role.scalars[slot].1;
+            let v = &mut role.other_scalars[slot].1;
             *v = if add {
                 v.saturating_add(amount)
             } else {
@@ -1014,7 +1071,7 @@ impl Allocator {
         }
         let share = role.allocated.dominant_share(&total) / role.weight;
         if role.in_sorter {
-            self.role_sorter.update(role.share, share, &role.name, r);
+            self.role_sorter.update(role.share, share, role.rank, r);
         }
         role.share = share;
 
@@ -1029,7 +1086,7 @@ impl Allocator {
         }
         let share = fr.allocated.dominant_share(&total);
         if fr.in_sorter {
-            role.frameworks.update(fr.share, share, &fw.id, f);
+            role.frameworks.update(fr.share, share, fw.rank, f);
         }
         fr.share = share;
         if !add && !fr.subscribed && fr.allocated.is_zero() {
@@ -1095,11 +1152,7 @@ impl Allocator {
         let agent = self.agents.get(a)?;
         for r in self.role_sorter.iter() {
             let role = &self.roles[r as usize];
-            if !agent
-                .available
-                .iter()
-                .any(|res| is_allocatable_to(res, &role.name))
-            {
+            if !agent.available.has_allocatable_to(&role.name) {
                 continue;
             }
             for f in role.frameworks.iter() {
@@ -1122,9 +1175,7 @@ impl Allocator {
             let Some(agent) = self.agents.get_mut(a) else {
                 return;
             };
-            let mut taken = agent
-                .available
-                .extract(|res| is_allocatable_to(res, &role_name));
+            let mut taken = agent.available.extract_allocatable_to(&role_name);
             taken.allocate(&role_name);
             *agent.allocated.entry(f).or_default() += &taken;
             let agent_id = agent.id.clone();
@@ -1132,12 +1183,12 @@ impl Allocator {
                 return;
             };
             fw.agents.insert(a);
-            let framework_id = fw.id.to_string();
-            self.charge_role(f, &role_name, taken.iter(), true);
+            let framework_id = String::from(&*fw.id);
+            self.charge_role(f, r, &taken, true);
             out.push(Allocation {
                 framework_id,
                 agent_id,
-                role: role_name.to_string(),
+                role: String::from(&*role_name),
                 resources: taken,
             });
             if self
@@ -1176,7 +1227,8 @@ impl Allocator {
                 assert!(fw.agents.contains(&a));
                 for res in held {
                     let role = self.role_index[allocation_role(res).expect("allocated")];
-                    let q = Quantities::of([res]);
+                    let single = Resources::new(vec![res.clone()]).expect("held resources are valid");
+                    let q = Quantities::of(&single);
                     role_alloc.entry(role).or_default().add(&q);
                     fw_alloc.entry((f, role)).or_default().add(&q);
                 }
@@ -1202,7 +1254,7 @@ impl Allocator {
             );
             assert_eq!(role.in_sorter, !role.frameworks.is_empty());
             if role.in_sorter && !self.shares_stale {
-                assert!(self.role_sorter.contains(role.share, &role.name, r));
+                assert!(self.role_sorter.contains(role.share, role.rank, r));
             }
         }
         assert_eq!(
@@ -1219,7 +1271,7 @@ impl Allocator {
                 if eligible && !self.shares_stale {
                     assert!(self.roles[fr.role as usize]
                         .frameworks
-                        .contains(fr.share, &fw.id, f));
+                        .contains(fr.share, fw.rank, f));
                 }
             }
             for &a in &fw.agents {

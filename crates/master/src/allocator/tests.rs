@@ -2,7 +2,7 @@
 //! filters, reservations, activation, MULTI_ROLE and incremental cycles.
 
 use super::*;
-use mesos_common::resources::reservation_role;
+use mesos_common::resources::{is_allocatable_to, reservation_role};
 use proptest::prelude::*;
 
 fn res(text: &str) -> Resources {

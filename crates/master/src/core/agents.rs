@@ -530,12 +530,12 @@ impl Master {
         let mut status = master_status(task_id, Some(agent_id), state, reason, message);
         status.executor_id = task.executor_id.clone();
         if partition_aware {
-            status.unreachable_time = Some(v1::TimeInfo {
+            status.unreachable_time = Some(Box::new(v1::TimeInfo {
                 nanoseconds: (now_secs() * 1e9) as i64,
-            });
+            }));
         }
         task.state = state as i32;
-        task.statuses.push(status.clone());
+        task.statuses.push(super::history_status(&status));
         framework.send(&update_event(status.clone()));
         if partition_aware {
             framework
@@ -584,9 +584,7 @@ impl Master {
             task.status_update_state = Some(status.state);
             task.status_update_uuid = status.uuid.clone();
             if task.statuses.last().map(|s| s.state) != Some(status.state) {
-                let mut kept = status.clone();
-                kept.data = None;
-                task.statuses.push(kept);
+                task.statuses.push(super::history_status(&status));
             }
             if is_terminal(latest_state) && !was_terminal {
                 recovered = Resources::try_from(task.resources.clone()).ok();

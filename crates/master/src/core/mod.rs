@@ -562,6 +562,35 @@ pub fn master_status(
     }
 }
 
+/// What a task keeps of a status for its history (`Task.statuses`, shown
+/// by `/master/state`): the state and its time, and what the endpoints
+/// show, without ids, message, uuid or data, which the task already has or
+/// nobody reads back. Tens of thousands of tasks make this matter.
+pub fn history_status(status: &TaskStatus) -> TaskStatus {
+    TaskStatus {
+        state: status.state,
+        timestamp: status.timestamp,
+        reason: status.reason,
+        source: status.source,
+        healthy: status.healthy,
+        container_status: status.container_status.clone(),
+        labels: status.labels.clone(),
+        ..Default::default()
+    }
+}
+
+/// A task as the operator API shows it: its history statuses get back the
+/// ids [`history_status`] left out.
+pub fn task_view(task: &mesos_proto::v1::Task) -> mesos_proto::v1::Task {
+    let mut task = task.clone();
+    for status in &mut task.statuses {
+        status.task_id = task.task_id.clone();
+        status.agent_id = Some(task.agent_id.clone());
+        status.executor_id = task.executor_id.clone();
+    }
+    task
+}
+
 /// An UPDATE event for `status`.
 pub fn update_event(status: TaskStatus) -> Event {
     Event {

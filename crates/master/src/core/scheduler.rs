@@ -876,10 +876,10 @@ impl Master {
             state: TaskState::TaskStaging as i32,
             resources: task.resources.clone(),
             labels: task.labels.clone(),
-            discovery: task.discovery.clone(),
-            container: task.container.clone(),
-            health_check: task.health_check.clone(),
-            kill_policy: task.kill_policy,
+            discovery: task.discovery.clone().map(Box::new),
+            container: task.container.clone().map(Box::new),
+            health_check: task.health_check.clone().map(Box::new),
+            kill_policy: task.kill_policy.map(Box::new),
             user: task.command.as_ref().and_then(|c| c.user.clone()),
             ..Default::default()
         };
@@ -898,7 +898,7 @@ impl Master {
             );
         }
         let pid = agent.pid.clone();
-        tracing::info!(%framework_id, %task_id, %agent_id, "launching task");
+        tracing::debug!(%framework_id, %task_id, %agent_id, "launching task");
         self.send(
             &pid,
             &msg::RunTaskMessage {
@@ -1165,6 +1165,9 @@ impl Master {
                     executor_id: task.executor_id.clone(),
                     ..Default::default()
                 });
+            status.task_id = task.task_id.clone();
+            status.agent_id = Some(task.agent_id.clone());
+            status.executor_id = task.executor_id.clone();
             status.state = task.state;
             status.uuid = None;
             status.source = Some(v1::task_status::Source::Master as i32);

@@ -67,7 +67,7 @@ pub fn task_json(task: &v1::Task) -> Value {
                 "timestamp": s.timestamp.unwrap_or(0.0),
             });
             if let Some(c) = &s.container_status {
-                status["container_status"] = mesos_proto::json::to_value(c);
+                status["container_status"] = mesos_proto::json::to_value(c.as_ref());
             }
             if let Some(h) = s.healthy {
                 status["healthy"] = json!(h);
@@ -95,10 +95,10 @@ pub fn task_json(task: &v1::Task) -> Value {
         object["labels"] = labels;
     }
     if let Some(container) = &task.container {
-        object["container"] = mesos_proto::json::to_value(container);
+        object["container"] = mesos_proto::json::to_value(container.as_ref());
     }
     if let Some(discovery) = &task.discovery {
-        object["discovery"] = mesos_proto::json::to_value(discovery);
+        object["discovery"] = mesos_proto::json::to_value(discovery.as_ref());
     }
     object
 }

@@ -120,9 +120,12 @@ async fn handle(
     match agent.executor_call(call, accept).await {
         ExecutorReply::Accepted => Ok(StatusCode::ACCEPTED.into_response()),
         ExecutorReply::Error(e) => Err(e),
-        ExecutorReply::Subscribed(rx) => {
-            let stream = UnboundedReceiverStream::new(rx)
-                .map(move |event| Ok::<_, std::convert::Infallible>(encode_event(accept, &event)));
+        ExecutorReply::Subscribed(rx, guard) => {
+            let stream = UnboundedReceiverStream::new(rx).map(move |event| {
+                // The guard lives as long as the response body.
+                let _ = &guard;
+                Ok::<_, std::convert::Infallible>(encode_event(accept, &event))
+            });
             let mut response = Response::new(Body::from_stream(stream));
             response.headers_mut().insert(
                 header::CONTENT_TYPE,

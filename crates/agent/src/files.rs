@@ -308,6 +308,18 @@ pub async fn download(State(files): State<Files>, Query(query): Query<FilesQuery
             )));
         }
         let file = files.open(&canonical, &requested).await?;
+        let size = file
+            .metadata()
+            .await
+            .map_err(|e| {
+                HttpError::new(
+                    StatusCode::NOT_FOUND,
+                    format!("Cannot stat '{requested}': {e}"),
+                )
+            })?
+            .len();
+        // Serve the size seen now, even if the task keeps writing.
+        let file = file.take(size);
         let name = canonical
             .file_name()
             .map(|n| n.to_string_lossy().replace(['"', '\\', '\r', '\n'], "_"))
@@ -328,6 +340,9 @@ pub async fn download(State(files): State<Files>, Query(query): Query<FilesQuery
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/octet-stream"),
         );
+        response
+            .headers_mut()
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(size));
         if let Ok(value) = HeaderValue::from_str(&format!("attachment; filename=\"{name}\"")) {
             response
                 .headers_mut()

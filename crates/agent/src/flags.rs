@@ -54,8 +54,9 @@ pub struct Flags {
     #[arg(long, env = "MESOS_ATTRIBUTES")]
     pub attributes: Option<String>,
 
-    /// How executors are launched: `posix` (process groups) or `linux`
-    /// (cgroups; needs root).
+    /// How executors are launched: `posix` (sessions and process groups) or
+    /// `linux` (cgroups; needs root). Default: `linux` when running as root
+    /// with usable cgroups, else `posix`.
     #[arg(long, env = "MESOS_LAUNCHER")]
     pub launcher: Option<String>,
 
@@ -329,10 +330,13 @@ impl Config {
     pub fn from_flags(flags: Flags) -> Result<Self, FlagError> {
         let master = parse_master(&flags.master)?;
         let attributes = parse_attributes(flags.attributes.as_deref().unwrap_or(""))?;
-        if let Some(launcher) = &flags.launcher {
-            if launcher != "posix" && launcher != "linux" {
+        let mut flags = flags;
+        match &flags.launcher {
+            Some(launcher) if launcher != "posix" && launcher != "linux" => {
                 return Err(FlagError::Launcher(launcher.clone()));
             }
+            Some(_) => {}
+            None => flags.launcher = Some(crate::launcher::default_kind().as_str().to_string()),
         }
         if flags.registration_backoff_factor > Duration::from_secs(60) {
             return Err(FlagError::Range(
@@ -551,5 +555,70 @@ mod tests {
             assert!(parse_attributes(bad).is_err(), "{bad}");
         }
         assert!(parse_attributes("").expect("empty is fine").is_empty());
+    }
+
+    #[test]
+    fn config_validates_and_derives_addresses() {
+        let flags = parse(&[
+            "--master=127.0.0.1:5050",
+            "--work_dir=/tmp/w",
+            "--ip=127.0.0.1",
+            "--hostname=h1",
+        ])
+        .expect("valid flags");
+        let config = Config::from_flags(flags).expect("valid config");
+        assert_eq!(config.advertise_ip, IpAddr::V4(Ipv4Addr::LOCALHOST));
+        assert_eq!(config.hostname, "h1");
+        assert!(matches!(
+            config.flags.launcher.as_deref(),
+            Some("posix" | "linux")
+        ));
+        let json = config.flags_json();
+        assert!(json["flags"]
+            .as_object()
+            .expect("object")
+            .values()
+            .all(|v| v.is_string()));
+        assert_eq!(json["flags"]["port"], "5051");
+
+        let flags = parse(&[
+            "--master=127.0.0.1:5050",
+            "--work_dir=/w",
+            "--advertise_ip=10.1.2.3",
+        ])
+        .expect("valid");
+        assert_eq!(
+            Config::from_flags(flags)
+                .expect("valid")
+                .advertise_ip
+                .to_string(),
+            "10.1.2.3"
+        );
+        let flags = parse(&[
+            "--master=127.0.0.1:5050",
+            "--work_dir=/w",
+            "--launcher=docker",
+        ])
+        .expect("parses");
+        assert!(matches!(
+            Config::from_flags(flags),
+            Err(FlagError::Launcher(_))
+        ));
+        let flags =
+            parse(&["--master=127.0.0.1:5050", "--work_dir=/w", "--hostname=a b"]).expect("parses");
+        assert!(matches!(
+            Config::from_flags(flags),
+            Err(FlagError::Hostname(_))
+        ));
+        let flags = parse(&[
+            "--master=127.0.0.1:5050",
+            "--work_dir=/w",
+            "--registration_backoff_factor=2mins",
+        ])
+        .expect("parses");
+        assert!(matches!(
+            Config::from_flags(flags),
+            Err(FlagError::Range(_))
+        ));
     }
 }

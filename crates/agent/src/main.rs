@@ -27,6 +27,19 @@ fn main() {
             work_dir.display()
         ));
     }
+    // Checkpoints are the agent's alone.
+    let meta = work_dir.join("meta");
+    if let Err(e) = std::fs::create_dir_all(&meta).and_then(|()| {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&meta, std::fs::Permissions::from_mode(0o700))
+    }) {
+        fail(format!("cannot create {}: {e}", meta.display()));
+    }
+    let executor = config.launcher_dir.join("mesos-executor");
+    if !executor.is_file() {
+        tracing::warn!(path = %executor.display(),
+            "the built-in executor is missing: command tasks and task groups will fail (set --launcher_dir)");
+    }
     let resources_text = detect::complete_resources(config.flags.resources.as_deref(), &work_dir);
     let resources = Resources::parse_with_default_role(&resources_text, &config.flags.default_role)
         .unwrap_or_else(|e| fail(format!("invalid --resources: {e}")));

@@ -19,13 +19,16 @@ use prost::Message as _;
 
 use super::{
     fatal_checkpoint, now_secs, trim_completed, Agent, Executor, ExecutorKind, ExecutorReply,
-    ExecutorState, Framework, Input, PendingLaunch, Subscriber, TaskEntry, COMPLETED_EXECUTORS,
-    COMPLETED_FRAMEWORKS, COMPLETED_TASKS,
+    ExecutorState, Framework, Input, PendingLaunch, StreamGuard, Subscriber, TaskEntry,
+    COMPLETED_EXECUTORS, COMPLETED_FRAMEWORKS, COMPLETED_TASKS,
 };
 use crate::checkpoint;
 use crate::launcher::{LaunchSpec, Limits};
 use crate::paths::is_safe_component;
 use crate::status_update_manager::{is_terminal, AckOutcome, Effect, StreamId, UpdateOutcome};
+
+/// Interval of HEARTBEAT events to executors (`DEFAULT_EXECUTOR_HEARTBEAT_INTERVAL`).
+const EXECUTOR_HEARTBEAT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30 * 60);
 
 /// CPUs and memory (MB) added for the built-in command executor itself.
 const EXECUTOR_CPUS: f64 = 0.1;
@@ -156,10 +159,10 @@ fn task_from_info(
         status_update_state: None,
         status_update_uuid: None,
         labels: info.labels.clone(),
-        discovery: info.discovery.clone(),
-        container: info.container.clone(),
-        health_check: info.health_check.clone(),
-        kill_policy: info.kill_policy,
+        discovery: info.discovery.clone().map(Box::new),
+        container: info.container.clone().map(Box::new),
+        health_check: info.health_check.clone().map(Box::new),
+        kill_policy: info.kill_policy.map(Box::new),
         user,
         limits: info.limits.clone(),
     }
@@ -529,6 +532,12 @@ impl Agent {
             .sandbox(agent_id, framework_id, &executor_id, &container_id);
         std::fs::create_dir_all(&directory)
             .map_err(|e| format!("Failed to create sandbox {}: {e}", directory.display()))?;
+        // Other users' tasks have no business in this sandbox.
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&directory, std::fs::Permissions::from_mode(0o750))
+                .map_err(|e| format!("Failed to restrict sandbox {}: {e}", directory.display()))?;
+        }
         let runs = self
             .layout
             .sandbox_runs(agent_id, framework_id, &executor_id);
@@ -1684,15 +1693,23 @@ impl Agent {
         tracing::info!(framework_id, executor_id, container_id = %executor.container_id,
             resubscribe = executor.state != ExecutorState::Registering, "executor subscribed");
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        let watcher = tx.clone();
-        let (fid, eid) = (framework_id.to_string(), executor_id.to_string());
+        let guard = StreamGuard {
+            tx: inputs,
+            framework_id: framework_id.to_string(),
+            executor_id: executor_id.to_string(),
+            generation,
+        };
+        // HEARTBEAT events (Mesos: every 30 minutes); a weak sender so the
+        // stream still ends when the agent drops the subscription.
+        let weak = tx.downgrade();
         tokio::spawn(async move {
-            watcher.closed().await;
-            let _ = inputs.send(Input::StreamClosed {
-                framework_id: fid,
-                executor_id: eid,
-                generation,
-            });
+            loop {
+                tokio::time::sleep(EXECUTOR_HEARTBEAT_INTERVAL).await;
+                let Some(tx) = weak.upgrade() else { break };
+                if tx.send(event(exec::event::Type::Heartbeat)).is_err() {
+                    break;
+                }
+            }
         });
         if executor.state == ExecutorState::Registering {
             executor.state = ExecutorState::Running;
@@ -1730,7 +1747,7 @@ impl Agent {
         }
         self.deliver_pending(framework_id, executor_id);
         let Some(executor) = self.executor_mut(framework_id, executor_id) else {
-            return ExecutorReply::Subscribed(rx);
+            return ExecutorReply::Subscribed(rx, guard);
         };
         // Kills requested while the executor was away.
         for task_id in executor.killed.clone() {
@@ -1752,7 +1769,7 @@ impl Agent {
             let _ = tx.send(event(exec::event::Type::Shutdown));
         }
         self.finish_recovery();
-        ExecutorReply::Subscribed(rx)
+        ExecutorReply::Subscribed(rx, guard)
     }
 
     pub(crate) fn stream_closed(&mut self, framework_id: &str, executor_id: &str, generation: u64) {

@@ -114,9 +114,29 @@ pub enum ExecutorReply {
     /// 202.
     Accepted,
     /// 200 with this event stream.
-    Subscribed(mpsc::UnboundedReceiver<exec::Event>),
+    Subscribed(mpsc::UnboundedReceiver<exec::Event>, StreamGuard),
     /// An error status.
     Error(HttpError),
+}
+
+/// Held by the HTTP response of a subscription: dropping it (the
+/// executor's connection closed) tells the agent.
+#[derive(Debug)]
+pub struct StreamGuard {
+    tx: mpsc::UnboundedSender<Input>,
+    framework_id: String,
+    executor_id: String,
+    generation: u64,
+}
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        let _ = self.tx.send(Input::StreamClosed {
+            framework_id: std::mem::take(&mut self.framework_id),
+            executor_id: std::mem::take(&mut self.executor_id),
+            generation: self.generation,
+        });
+    }
 }
 
 /// Routes libprocess messages for `slave(1)` into the agent's input channel.
@@ -298,6 +318,9 @@ pub struct Agent {
     pub(crate) pending_exited: Vec<mesos_proto::internal::ExitedExecutorMessage>,
     pub(crate) shutting_down: bool,
     pub(crate) ping_timeout: Duration,
+    /// Version of the agent's resources (Mesos's `resource_version_uuid`):
+    /// fixed for the life of the process, as nothing changes them.
+    pub(crate) resource_version: v1::Uuid,
 }
 
 /// Seconds since the epoch.
@@ -358,6 +381,9 @@ impl Agent {
             pending_exited: Vec::new(),
             shutting_down: false,
             ping_timeout: Duration::from_secs(75),
+            resource_version: v1::Uuid {
+                value: bytes::Bytes::copy_from_slice(uuid::Uuid::new_v4().as_bytes()),
+            },
         }
     }
 

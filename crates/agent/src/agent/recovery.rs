@@ -42,15 +42,27 @@ fn link_target(path: &Path) -> Option<String> {
     target.file_name()?.to_str().map(String::from)
 }
 
-/// Whether a process exists (signal 0; EPERM still means it exists).
+/// Whether a process exists and has not exited (signal 0; EPERM still
+/// means it exists; a zombie has exited).
 fn alive(pid: u32) -> bool {
     let Ok(raw) = i32::try_from(pid) else {
         return false;
     };
-    match nix::sys::signal::kill(nix::unistd::Pid::from_raw(raw), None) {
+    let exists = match nix::sys::signal::kill(nix::unistd::Pid::from_raw(raw), None) {
         Ok(()) => true,
         Err(e) => e == nix::errno::Errno::EPERM,
-    }
+    };
+    exists && !is_zombie(pid)
+}
+
+fn is_zombie(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            stat.rsplit_once(')')
+                .map(|(_, rest)| rest.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(false)
 }
 
 /// One checkpointed executor run.

@@ -124,7 +124,7 @@ impl Agent {
                 checkpointed_resources: Vec::new(),
                 version,
                 agent_capabilities: agent_capabilities(),
-                resource_version_uuid: None,
+                resource_version_uuid: Some(self.resource_version.clone()),
             };
             self.transport.send(&self.self_pid, &self.master, &message);
             return;
@@ -155,7 +155,7 @@ impl Agent {
             completed_frameworks: Vec::new(),
             version,
             agent_capabilities: agent_capabilities(),
-            resource_version_uuid: None,
+            resource_version_uuid: Some(self.resource_version.clone()),
         };
         self.transport.send(&self.self_pid, &self.master, &message);
     }

@@ -132,6 +132,9 @@ struct TaskRun {
     group: Option<u64>,
 }
 
+/// How long an update may stay unacknowledged before it is sent again.
+const UPDATE_RESEND_INTERVAL: Duration = Duration::from_secs(10);
+
 fn now_secs() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -148,7 +151,8 @@ pub struct Driver {
     calls: mpsc::UnboundedSender<exec::Call>,
     internal_tx: mpsc::UnboundedSender<Internal>,
     tasks: BTreeMap<String, TaskRun>,
-    unacked_updates: Vec<exec::call::Update>,
+    /// Updates not yet acknowledged, with when they were last sent.
+    unacked_updates: Vec<(Instant, exec::call::Update)>,
     unacked_tasks: BTreeMap<String, v1::TaskInfo>,
     framework_info: Option<v1::FrameworkInfo>,
     shutting_down: bool,
@@ -173,7 +177,11 @@ impl Driver {
         exec::Call {
             subscribe: Some(exec::call::Subscribe {
                 unacknowledged_tasks: self.unacked_tasks.values().cloned().collect(),
-                unacknowledged_updates: self.unacked_updates.clone(),
+                unacknowledged_updates: self
+                    .unacked_updates
+                    .iter()
+                    .map(|(_, u)| u.clone())
+                    .collect(),
             }),
             ..self.call(exec::call::Type::Subscribe)
         }
@@ -212,7 +220,7 @@ impl Driver {
                 ..Default::default()
             },
         };
-        self.unacked_updates.push(update.clone());
+        self.unacked_updates.push((Instant::now(), update.clone()));
         let call = exec::Call {
             update: Some(update),
             ..self.call(exec::call::Type::Update)
@@ -262,7 +270,7 @@ impl Driver {
             exec::event::Type::Acknowledged => {
                 if let Some(ack) = event.acknowledged {
                     self.unacked_updates
-                        .retain(|u| u.status.uuid.as_ref() != Some(&ack.uuid));
+                        .retain(|(_, u)| u.status.uuid.as_ref() != Some(&ack.uuid));
                     self.unacked_tasks.remove(&ack.task_id.value);
                 }
             }
@@ -475,6 +483,29 @@ impl Driver {
         }
     }
 
+    /// Sends again the updates that stayed unacknowledged for a while (a
+    /// call can be lost while the event stream stays up); the agent
+    /// acknowledges duplicates without forwarding them twice.
+    fn resend_stale_updates(&mut self, now: Instant) {
+        for (sent, update) in &mut self.unacked_updates {
+            if now.duration_since(*sent) >= UPDATE_RESEND_INTERVAL {
+                *sent = now;
+                let call = exec::Call {
+                    update: Some(update.clone()),
+                    executor_id: v1::ExecutorId {
+                        value: self.env.executor_id.clone(),
+                    },
+                    framework_id: v1::FrameworkId {
+                        value: self.env.framework_id.clone(),
+                    },
+                    r#type: Some(exec::call::Type::Update as i32),
+                    ..Default::default()
+                };
+                let _ = self.calls.send(call);
+            }
+        }
+    }
+
     fn finished(&self) -> bool {
         let all_terminal = self.tasks.values().all(|t| is_terminal(t.state));
         self.unacked_updates.is_empty()
@@ -518,11 +549,14 @@ pub async fn run(env: ExecutorEnv) -> i32 {
     };
     let mut body: Option<Incoming> = None;
     let mut decoder = Decoder::default();
+    let mut resend = tokio::time::interval(UPDATE_RESEND_INTERVAL / 2);
+    resend.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut disconnected_since = Some(Instant::now());
     let mut reconnect_at = Instant::now();
     // Retries stay well inside the agent's re-registration window
     // (MESOS_SUBSCRIPTION_BACKOFF_MAX is that window).
-    let backoff_cap = (driver.env.backoff_max / 2).clamp(Duration::from_millis(10), Duration::from_secs(1));
+    let backoff_cap =
+        (driver.env.backoff_max / 2).clamp(Duration::from_millis(10), Duration::from_secs(1));
     let mut backoff = Duration::from_millis(100).min(backoff_cap);
     loop {
         if driver.finished() {
@@ -583,6 +617,11 @@ pub async fn run(env: ExecutorEnv) -> i32 {
                 }
             },
             Some(internal) = internal_rx.recv() => driver.handle_internal(internal),
+            _ = resend.tick() => {
+                if body.is_some() {
+                    driver.resend_stale_updates(Instant::now());
+                }
+            }
         }
         if body.is_none() {
             let since = *disconnected_since.get_or_insert_with(Instant::now);

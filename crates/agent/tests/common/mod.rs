@@ -24,20 +24,24 @@ impl MessageSink for Inbox {
     }
 }
 
-/// The agent process; killed when dropped.
-pub struct AgentProcess(pub Child);
+/// The agent process; killed when dropped (its empty test cgroups too).
+pub struct AgentProcess {
+    pub child: Child,
+    cgroups_root: String,
+}
 
 impl AgentProcess {
     /// SIGKILL (a crash).
     pub fn crash(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
 impl Drop for AgentProcess {
     fn drop(&mut self) {
         self.crash();
+        remove_cgroups(&self.cgroups_root);
     }
 }
 
@@ -56,26 +60,72 @@ pub fn current_user() -> String {
         .expect("the current user has a name")
 }
 
-/// Starts `mesos-agent` with the posix launcher and short backoffs.
-pub fn start_agent(master_port: u16, work_dir: &Path, agent_port: u16, extra: &[&str]) -> AgentProcess {
+/// The launcher the tests use: the agent's default (`linux` as root with
+/// usable cgroups, else `posix`), unless `MESOS_TEST_LAUNCHER` says.
+pub fn test_launcher() -> String {
+    std::env::var("MESOS_TEST_LAUNCHER")
+        .unwrap_or_else(|_| mesos_agent::launcher::default_kind().as_str().to_string())
+}
+
+/// A cgroup root of the test's own, so agents of tests running in parallel
+/// do not take each other's containers for orphans.
+pub fn cgroups_root(work_dir: &Path) -> String {
+    let name: String = work_dir
+        .file_name()
+        .map(|n| {
+            n.to_string_lossy()
+                .chars()
+                .filter(|c| c.is_ascii_alphanumeric())
+                .collect()
+        })
+        .unwrap_or_default();
+    format!("mesos_test_{name}")
+}
+
+/// Removes the (empty) cgroups the test's agents left behind.
+fn remove_cgroups(root: &str) {
+    let Ok(controllers) = std::fs::read_dir("/sys/fs/cgroup") else {
+        return;
+    };
+    for controller in controllers.filter_map(Result::ok) {
+        let _ = std::fs::remove_dir(controller.path().join(root));
+    }
+    let _ = std::fs::remove_dir(Path::new("/sys/fs/cgroup").join(root));
+}
+
+/// Starts `mesos-agent` with the test launcher and short backoffs.
+pub fn start_agent(
+    master_port: u16,
+    work_dir: &Path,
+    agent_port: u16,
+    extra: &[&str],
+) -> AgentProcess {
+    let root = cgroups_root(work_dir);
     let executor = PathBuf::from(env!("CARGO_BIN_EXE_mesos-executor"));
     let launcher_dir = executor.parent().expect("bin dir").to_path_buf();
-    AgentProcess(
-        Command::new(env!("CARGO_BIN_EXE_mesos-agent"))
-            .arg(format!("--master=127.0.0.1:{master_port}"))
-            .arg(format!("--work_dir={}", work_dir.display()))
-            .arg("--ip=127.0.0.1")
-            .arg(format!("--port={agent_port}"))
-            .arg("--launcher=posix")
-            .arg("--registration_backoff_factor=10ms")
-            .arg("--resources=cpus:2;mem:1024;disk:1000;ports:[31000-32000]")
-            .arg("--attributes=rack:a")
-            .arg(format!("--launcher_dir={}", launcher_dir.display()))
-            .args(extra)
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("start mesos-agent"),
-    )
+    let child = Command::new(env!("CARGO_BIN_EXE_mesos-agent"))
+        .arg(format!("--master=127.0.0.1:{master_port}"))
+        .arg(format!("--work_dir={}", work_dir.display()))
+        .arg("--ip=127.0.0.1")
+        .arg(format!("--port={agent_port}"))
+        .arg(format!("--launcher={}", test_launcher()))
+        .arg(format!("--cgroups_root={}", cgroups_root(work_dir)))
+        .arg("--registration_backoff_factor=10ms")
+        .arg("--resources=cpus:2;mem:1024;disk:1000;ports:[31000-32000]")
+        .arg("--attributes=rack:a")
+        .arg(format!("--launcher_dir={}", launcher_dir.display()))
+        .args(extra)
+        .env(
+            "RUST_LOG",
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+        )
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("start mesos-agent");
+    AgentProcess {
+        child,
+        cgroups_root: root,
+    }
 }
 
 /// Messages the fake master received.
@@ -89,10 +139,15 @@ pub struct FakeMaster {
 
 impl FakeMaster {
     pub async fn start() -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind the fake master");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the fake master");
         let port = listener.local_addr().expect("address").port();
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(mesos_common::net::serve(listener, with_messages(axum::Router::new(), Inbox(tx))));
+        tokio::spawn(mesos_common::net::serve(
+            listener,
+            with_messages(axum::Router::new(), Inbox(tx)),
+        ));
         Self {
             rx,
             stash: Default::default(),
@@ -145,12 +200,17 @@ impl FakeMaster {
     /// Waits for RegisterSlaveMessage and answers with `agent_id`.
     pub async fn register(&mut self, agent_id: &str) -> (Upid, m::RegisterSlaveMessage) {
         let register = self.next("mesos.internal.RegisterSlaveMessage").await;
-        let registration: m::RegisterSlaveMessage = register.decode().expect("valid RegisterSlaveMessage");
+        let registration: m::RegisterSlaveMessage =
+            register.decode().expect("valid RegisterSlaveMessage");
         self.send(
             &register.from,
             &m::SlaveRegisteredMessage {
-                slave_id: v1::AgentId { value: agent_id.into() },
-                connection: Some(m::MasterSlaveConnection { total_ping_timeout_seconds: Some(75.0) }),
+                slave_id: v1::AgentId {
+                    value: agent_id.into(),
+                },
+                connection: Some(m::MasterSlaveConnection {
+                    total_ping_timeout_seconds: Some(75.0),
+                }),
             },
         );
         (register.from, registration)
@@ -204,21 +264,78 @@ pub fn command_task(id: &str, agent_id: &str, command: &str) -> v1::TaskInfo {
     v1::TaskInfo {
         name: id.into(),
         task_id: v1::TaskId { value: id.into() },
-        agent_id: v1::AgentId { value: agent_id.into() },
+        agent_id: v1::AgentId {
+            value: agent_id.into(),
+        },
         resources: vec![scalar("cpus", 0.1), scalar("mem", 32.0)],
-        command: Some(v1::CommandInfo { value: Some(command.into()), ..Default::default() }),
+        command: Some(v1::CommandInfo {
+            value: Some(command.into()),
+            ..Default::default()
+        }),
         ..Default::default()
     }
 }
 
 pub async fn http_get(port: u16, path: &str) -> (u16, String) {
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.expect("connect to the agent");
-    let request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.expect("send request");
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect to the agent");
+    let request =
+        format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n");
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .expect("send request");
     let mut response = Vec::new();
-    stream.read_to_end(&mut response).await.expect("read response");
+    stream
+        .read_to_end(&mut response)
+        .await
+        .expect("read response");
     let text = String::from_utf8_lossy(&response).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").expect("a complete HTTP response");
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .expect("a complete HTTP response");
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("a status code");
+    (status, body.to_string())
+}
+
+impl FakeMaster {
+    /// The next status update, whatever its state.
+    pub async fn any_update(&mut self) -> m::StatusUpdate {
+        let message = self.next("mesos.internal.StatusUpdateMessage").await;
+        let update: m::StatusUpdateMessage = message.decode().expect("valid StatusUpdateMessage");
+        update.update
+    }
+}
+
+/// A raw HTTP/1.1 POST; returns status and body.
+pub async fn http_post(
+    port: u16,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String) {
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect to the agent");
+    let mut request = format!("POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+    for (k, v) in headers {
+        request.push_str(&format!("{k}: {v}\r\n"));
+    }
+    request.push_str("\r\n");
+    request.push_str(body);
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .expect("send request");
+    let mut response = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut response)).await;
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     let status = head
         .split_whitespace()
         .nth(1)

@@ -116,9 +116,25 @@ fn escape_non_ascii(text: String) -> String {
 
 /// Parses a JSON body into `M`, as Mesos does.
 pub fn from_slice<M: Message + Default + Name>(body: &[u8]) -> Result<M, ConvertError> {
-    let value: serde_json::Value =
-        serde_json::from_slice(body).map_err(|e| ConvertError::Json(e.to_string()))?;
-    from_value(value)
+    // Straight from the bytes (no intermediate `Value`); serde tells syntax
+    // errors (not JSON) from data errors (JSON of the wrong shape).
+    let shape_error = |reason: String| ConvertError::Shape {
+        message: M::full_name(),
+        reason,
+    };
+    let options = DeserializeOptions::new().deny_unknown_fields(false);
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    let dynamic =
+        DynamicMessage::deserialize_with_options(descriptor::<M>(), &mut deserializer, &options)
+            .and_then(|m| deserializer.end().map(|()| m))
+            .map_err(|e| match e.classify() {
+                serde_json::error::Category::Data => shape_error(e.to_string()),
+                _ => ConvertError::Json(e.to_string()),
+            })?;
+    check_required(&dynamic)?;
+    dynamic
+        .transcode_to::<M>()
+        .map_err(|e| shape_error(e.to_string()))
 }
 
 /// Converts a JSON value into `M`, as Mesos does.
@@ -160,7 +176,7 @@ pub fn decode_checked<M: Message + Default + Name>(body: &[u8]) -> Result<M, Con
 /// Checks `required` fields recursively; the error lists dotted paths.
 pub fn check_required(message: &DynamicMessage) -> Result<(), ConvertError> {
     let mut missing = Vec::new();
-    collect_missing(message, "", &mut missing);
+    collect_missing(message, &mut String::new(), &mut missing);
     if missing.is_empty() {
         Ok(())
     } else {
@@ -168,35 +184,44 @@ pub fn check_required(message: &DynamicMessage) -> Result<(), ConvertError> {
     }
 }
 
-fn collect_missing(message: &DynamicMessage, prefix: &str, missing: &mut Vec<String>) {
+fn collect_missing(message: &DynamicMessage, prefix: &mut String, missing: &mut Vec<String>) {
     for field in message.descriptor().fields() {
-        let path = format!("{prefix}{}", field.name());
         if field.cardinality() == prost_reflect::Cardinality::Required && !message.has_field(&field)
         {
-            missing.push(path);
-            continue;
+            missing.push(format!("{prefix}{}", field.name()));
         }
-        if !matches!(field.kind(), Kind::Message(_)) || !message.has_field(&field) {
-            continue;
-        }
-        match &*message.get_field(&field) {
-            Value::Message(inner) => collect_missing(inner, &format!("{path}."), missing),
+    }
+    // Only set fields can hold nested messages with missing fields; the path
+    // is built in one buffer, and only for what is visited.
+    let len = prefix.len();
+    for (field, value) in message.fields() {
+        match value {
+            Value::Message(inner) => {
+                prefix.push_str(field.name());
+                prefix.push('.');
+                collect_missing(inner, prefix, missing);
+            }
             Value::List(items) => {
                 for (i, item) in items.iter().enumerate() {
                     if let Value::Message(inner) = item {
-                        collect_missing(inner, &format!("{path}[{i}]."), missing);
+                        prefix.push_str(&format!("{}[{i}].", field.name()));
+                        collect_missing(inner, prefix, missing);
+                        prefix.truncate(len);
                     }
                 }
             }
             Value::Map(entries) => {
                 for (key, item) in entries {
                     if let Value::Message(inner) = item {
-                        collect_missing(inner, &format!("{path}[{key:?}]."), missing);
+                        prefix.push_str(&format!("{}[{key:?}].", field.name()));
+                        collect_missing(inner, prefix, missing);
+                        prefix.truncate(len);
                     }
                 }
             }
             _ => {}
         }
+        prefix.truncate(len);
     }
 }
 

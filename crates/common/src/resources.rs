@@ -19,8 +19,20 @@ use mesos_proto::v1::Resource;
 
 /// Why a resource, a list of resources or a `--resources` value was rejected.
 /// Every variant names the offending resource or piece of text.
+/// Most entries one resource list may have (a task, an agent, an offer).
+pub const MAX_ENTRIES: usize = 4096;
+
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ResourcesError {
+    /// More entries than any sane request carries; normalizing is
+    /// quadratic, so a huge list would stall whoever parses it.
+    #[error("Too many resources: {count} entries, at most {max} are accepted")]
+    TooMany {
+        /// Entries given.
+        count: usize,
+        /// The cap, [`MAX_ENTRIES`].
+        max: usize,
+    },
     /// A resource without a name.
     #[error("Resource name must not be empty (in '{piece}')")]
     EmptyName {
@@ -215,6 +227,12 @@ impl Resources {
     /// Validates and normalizes `resources`. Empty resources (zero scalars,
     /// empty ranges or sets) are dropped, as Mesos does.
     pub fn new(resources: Vec<Resource>) -> Result<Self, ResourcesError> {
+        if resources.len() > MAX_ENTRIES {
+            return Err(ResourcesError::TooMany {
+                count: resources.len(),
+                max: MAX_ENTRIES,
+            });
+        }
         let mut out = Resources {
             entries: Vec::with_capacity(resources.len()),
         };
@@ -419,18 +437,21 @@ impl Resources {
     /// Marks every resource as allocated to `role` (sets
     /// `allocation_info.role`), as offers carry them.
     pub fn allocate(&mut self, role: &str) {
-        let mut may_merge = false;
+        let (mut had_allocated, mut changed) = (false, false);
         for e in &mut self.entries {
-            match allocation_role(&e.resource) {
-                Some(current) if current == role => continue,
-                Some(_) => may_merge = true,
-                None => {}
+            if e.resource.allocation_info.is_some() {
+                had_allocated = true;
+                if allocation_role(&e.resource) == Some(role) {
+                    continue;
+                }
             }
+            changed = true;
             Arc::make_mut(&mut e.resource).allocation_info = Some(AllocationInfo {
                 role: Some(role.to_owned()),
             });
         }
-        if may_merge {
+        // Entries that differed only by allocation may now share an identity.
+        if had_allocated && changed && self.entries.len() > 1 {
             self.renormalize();
         }
     }
@@ -574,7 +595,9 @@ impl Resources {
             }
         } else if !is_indivisible(r) {
             if let Some(e) = self.entries.iter_mut().find(|e| {
-                e.maybe_same_identity(&new) && !is_shared(&e.resource) && same_identity(&e.resource, r)
+                e.maybe_same_identity(&new)
+                    && !is_shared(&e.resource)
+                    && same_identity(&e.resource, r)
             }) {
                 merge_values(Arc::make_mut(&mut e.resource), r);
                 e.refresh();
@@ -605,7 +628,8 @@ impl Resources {
         }) {
             let e = &mut self.entries[i];
             // Taking all of it needs no copy of a shared entry.
-            if value_contains(r, &e.resource) || subtract_values(Arc::make_mut(&mut e.resource), r) {
+            if value_contains(r, &e.resource) || subtract_values(Arc::make_mut(&mut e.resource), r)
+            {
                 self.entries.remove(i);
             } else {
                 e.refresh();
@@ -1710,6 +1734,14 @@ mod tests {
         let mut again = both.clone();
         again.allocate("z");
         assert_eq!(again.len(), 1);
+        // Partly allocated already: the rest joins the allocated entry.
+        let mut part = res("cpus:1");
+        part.allocate("x");
+        let mut mixed = part + res("cpus:2");
+        assert_eq!(mixed.len(), 2);
+        mixed.allocate("x");
+        assert_eq!(mixed.len(), 1);
+        assert_eq!(mixed.cpus(), 3.0);
     }
 
     #[test]
@@ -2047,5 +2079,21 @@ mod tests {
             // Reservation types are STATIC either way.
             prop_assert_eq!(parsed, plain, "text = {}", text);
         }
+    }
+
+    #[test]
+    fn huge_resource_lists_are_refused_before_normalizing() {
+        let many: Vec<Resource> = (0..MAX_ENTRIES + 1)
+            .map(|i| Resource {
+                name: format!("r{i}"),
+                r#type: value::Type::Scalar as i32,
+                scalar: Some(value::Scalar { value: 1.0 }),
+                ..Default::default()
+            })
+            .collect();
+        assert!(matches!(
+            Resources::new(many),
+            Err(ResourcesError::TooMany { .. })
+        ));
     }
 }

@@ -67,7 +67,11 @@ impl Allocated {
         let (mut alloc, _) = cluster(agents, frameworks);
         let now = Instant::now();
         let held = alloc.allocate(now);
-        assert_eq!(held.len(), agents, "the full cycle allocates every agent once");
+        assert_eq!(
+            held.len(),
+            agents,
+            "the full cycle allocates every agent once"
+        );
         Allocated {
             alloc,
             held,
@@ -80,8 +84,13 @@ impl Allocated {
     /// allocates all of them again (timed).
     fn full_cycle(&mut self) -> Duration {
         for a in std::mem::take(&mut self.held) {
-            self.alloc
-                .recover_resources(&a.framework_id, &a.agent_id, &a.resources, None, self.now);
+            self.alloc.recover_resources(
+                &a.framework_id,
+                &a.agent_id,
+                &a.resources,
+                None,
+                self.now,
+            );
         }
         let start = Instant::now();
         let out = self.alloc.allocate(self.now);

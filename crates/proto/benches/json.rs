@@ -2,7 +2,9 @@
 //! and ACKNOWLEDGE calls in), against the raw prost encoding of the same
 //! messages measured in the same run.
 
-use criterion::{black_box, criterion_group, Criterion};
+use std::hint::black_box;
+
+use criterion::{criterion_group, Criterion};
 use mesos_proto::v1::scheduler::{call, event, Call, Event};
 use mesos_proto::v1::{self as v1};
 use prost::Message;

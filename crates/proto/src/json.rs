@@ -9,7 +9,7 @@ use std::sync::LazyLock;
 
 use prost::{Message, Name};
 use prost_reflect::{
-    DescriptorPool, DeserializeOptions, DynamicMessage, Kind, MessageDescriptor, ReflectMessage,
+    DescriptorPool, DeserializeOptions, DynamicMessage, MessageDescriptor, ReflectMessage,
     SerializeOptions, Value,
 };
 

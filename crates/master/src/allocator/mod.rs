@@ -13,7 +13,10 @@
 //! only agents whose available resources grew or whose filters lapsed since
 //! the last cycle, plus every agent with available resources when demand
 //! grew (a framework added, activated or revived, weights changed). Roles and
-//! frameworks are kept in share-ordered sets updated incrementally.
+//! frameworks are kept in share-ordered sets updated incrementally; only a
+//! change of the cluster's total (an agent added, removed or resized), which
+//! changes every share, re-sorts them all, once, at the next cycle
+//! (O(frameworks · log), independent of the number of agents).
 //!
 //! Simplified compared with Mesos: roles are sorted flat (no role tree
 //! between parent and child roles, though reservations to `a` are offered to
@@ -36,8 +39,8 @@ use mesos_proto::v1::value::{self, Scalar};
 use mesos_proto::v1::Resource;
 
 use filters::{Expiries, Filters};
-use sorter::{Ranks, Sorter};
 pub use sorter::{Quantities, DRF_RESOURCES};
+use sorter::{Ranks, Sorter};
 
 /// Allocator settings.
 #[derive(Clone, Debug, Default)]
@@ -224,6 +227,7 @@ impl<T> Slots<T> {
         self.items.get_mut(i as usize)?.as_mut()
     }
 
+    #[cfg(test)]
     fn iter(&self) -> impl Iterator<Item = (u32, &T)> {
         self.items
             .iter()
@@ -459,9 +463,9 @@ impl Allocator {
         self.total.add(&quantities);
         self.shares_stale = true;
         for (framework_id, resources) in used {
-            let f = match self.framework_index.get(framework_id.as_str()) {
-                Some(&f) => f,
-                None => self.insert_framework(framework_id, false),
+            let (f, placeholder) = match self.framework_index.get(framework_id.as_str()) {
+                Some(&f) => (f, false),
+                None => (self.insert_framework(framework_id, false), true),
             };
             let mut resources = self.with_allocation_roles(f, resources);
             let Some(agent) = self.agents.get_mut(a) else {
@@ -484,6 +488,9 @@ impl Allocator {
                 });
             }
             if resources.is_empty() {
+                if placeholder {
+                    self.remove_framework(framework_id);
+                }
                 continue;
             }
             agent.available -= &resources.unallocated();
@@ -1227,7 +1234,8 @@ impl Allocator {
                 assert!(fw.agents.contains(&a));
                 for res in held {
                     let role = self.role_index[allocation_role(res).expect("allocated")];
-                    let single = Resources::new(vec![res.clone()]).expect("held resources are valid");
+                    let single =
+                        Resources::new(vec![res.clone()]).expect("held resources are valid");
                     let q = Quantities::of(&single);
                     role_alloc.entry(role).or_default().add(&q);
                     fw_alloc.entry((f, role)).or_default().add(&q);

@@ -180,6 +180,7 @@ impl Sorter {
     }
 
     /// Number of clients.
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.set.len()
     }
@@ -248,7 +249,10 @@ mod tests {
         }
         let mut sorted = names.clone();
         sorted.sort();
-        let labels: Vec<u64> = sorted.iter().map(|n| ranks.get(n).expect("ranked")).collect();
+        let labels: Vec<u64> = sorted
+            .iter()
+            .map(|n| ranks.get(n).expect("ranked"))
+            .collect();
         assert!(labels.windows(2).all(|w| w[0] < w[1]), "{labels:?}");
 
         // Squeezing names between two neighbours exhausts the room and

@@ -355,6 +355,8 @@ fn failover_recovery_tracks_used_resources_of_unknown_frameworks() {
     );
     // "ghost" claimed more than the agent has and got nothing.
     assert_eq!(alloc.available("a0"), Some(&res("cpus:3;mem:15")));
+    assert_eq!(alloc.allocations_on("a0").len(), 1);
+    assert!(!alloc.framework_index.contains_key("ghost"));
     assert_eq!(alloc.allocated("late", "a0"), Some(&used));
     alloc.check_invariants();
     // The framework re-subscribes later and is offered the rest.

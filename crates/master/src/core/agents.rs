@@ -368,7 +368,7 @@ impl Master {
             value: agent_id.to_string(),
         };
         framework.unreachable_tasks.remove(&task_id);
-        framework.tasks.insert(task_id.clone(), task);
+        framework.tasks.insert(task_id.clone(), Box::new(task));
         if let Some(agent) = self.agents.get_mut(agent_id) {
             agent.tasks.insert((framework_id.clone(), task_id));
         }
@@ -535,7 +535,7 @@ impl Master {
             }));
         }
         task.state = state as i32;
-        task.statuses.push(super::history_status(&status));
+        super::push_history(&mut task.statuses, &status);
         framework.send(&update_event(status.clone()));
         if partition_aware {
             framework
@@ -584,7 +584,7 @@ impl Master {
             task.status_update_state = Some(status.state);
             task.status_update_uuid = status.uuid.clone();
             if task.statuses.last().map(|s| s.state) != Some(status.state) {
-                task.statuses.push(super::history_status(&status));
+                super::push_history(&mut task.statuses, &status);
             }
             if is_terminal(latest_state) && !was_terminal {
                 recovered = Resources::try_from(task.resources.clone()).ok();

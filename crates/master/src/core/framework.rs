@@ -67,12 +67,12 @@ pub struct Framework {
     /// Increases on every (re)subscription and disconnection, so a stale
     /// failover timer can tell it is stale.
     pub generation: u64,
-    /// Active tasks by task id.
-    pub tasks: HashMap<String, Task>,
+    /// Active tasks by task id (boxed: the table stays small as it grows).
+    pub tasks: HashMap<String, Box<Task>>,
     /// Tasks on unreachable agents.
-    pub unreachable_tasks: HashMap<String, Task>,
+    pub unreachable_tasks: HashMap<String, Box<Task>>,
     /// Terminal tasks, newest last, bounded.
-    pub completed_tasks: VecDeque<Task>,
+    pub completed_tasks: VecDeque<Box<Task>>,
     /// Outstanding offer ids.
     pub offers: HashSet<String>,
     /// Executors by (agent id, executor id).
@@ -121,7 +121,7 @@ impl Framework {
     }
 
     /// Moves a task to the completed list, keeping at most `max`.
-    pub fn complete_task(&mut self, task: Task, max: usize) {
+    pub fn complete_task(&mut self, task: Box<Task>, max: usize) {
         if max == 0 {
             return;
         }

@@ -579,6 +579,13 @@ pub fn history_status(status: &TaskStatus) -> TaskStatus {
     }
 }
 
+/// Appends to a task's status history without the default growth (a `Vec`
+/// would reserve four statuses on its first push: 1 KiB per task).
+pub fn push_history(history: &mut Vec<TaskStatus>, status: &TaskStatus) {
+    history.reserve_exact(1);
+    history.push(history_status(status));
+}
+
 /// A task as the operator API shows it: its history statuses get back the
 /// ids [`history_status`] left out.
 pub fn task_view(task: &mesos_proto::v1::Task) -> mesos_proto::v1::Task {

@@ -114,18 +114,18 @@ impl Master {
             tasks: self
                 .frameworks
                 .values()
-                .flat_map(|f| f.tasks.values().map(super::task_view))
+                .flat_map(|f| f.tasks.values().map(|t| super::task_view(t)))
                 .collect(),
             unreachable_tasks: self
                 .frameworks
                 .values()
-                .flat_map(|f| f.unreachable_tasks.values().map(super::task_view))
+                .flat_map(|f| f.unreachable_tasks.values().map(|t| super::task_view(t)))
                 .collect(),
             completed_tasks: self
                 .frameworks
                 .values()
                 .chain(self.completed_frameworks.iter())
-                .flat_map(|f| f.completed_tasks.iter().map(super::task_view))
+                .flat_map(|f| f.completed_tasks.iter().map(|t| super::task_view(t)))
                 .collect(),
             ..Default::default()
         }
@@ -221,7 +221,7 @@ impl Master {
             .frameworks
             .get(framework_id)
             .and_then(|f| f.tasks.get(task_id))
-            .map(super::task_view)
+            .map(|t| super::task_view(t))
         else {
             return;
         };

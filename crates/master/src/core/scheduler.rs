@@ -883,7 +883,7 @@ impl Master {
             user: task.command.as_ref().and_then(|c| c.user.clone()),
             ..Default::default()
         };
-        framework.tasks.insert(task_id.clone(), record);
+        framework.tasks.insert(task_id.clone(), Box::new(record));
         let framework_info = framework.info.clone();
         let Some(agent) = self.agents.get_mut(agent_id) else {
             return;
@@ -1016,7 +1016,7 @@ impl Master {
             }
             framework.tasks.insert(
                 task.task_id.value.clone(),
-                v1::Task {
+                Box::new(v1::Task {
                     name: task.name.clone(),
                     task_id: task.task_id.clone(),
                     framework_id: v1::FrameworkId {
@@ -1031,7 +1031,7 @@ impl Master {
                     labels: task.labels.clone(),
                     user: task.command.as_ref().and_then(|c| c.user.clone()),
                     ..Default::default()
-                },
+                }),
             );
             group_tasks.push(task);
         }
@@ -1178,8 +1178,8 @@ impl Master {
         };
         let mut statuses = Vec::new();
         if reconcile.tasks.is_empty() {
-            statuses.extend(framework.tasks.values().map(latest));
-            statuses.extend(framework.unreachable_tasks.values().map(latest));
+            statuses.extend(framework.tasks.values().map(|t| latest(t)));
+            statuses.extend(framework.unreachable_tasks.values().map(|t| latest(t)));
         } else {
             for wanted in &reconcile.tasks {
                 let id = &wanted.task_id.value;

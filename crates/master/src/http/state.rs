@@ -211,16 +211,21 @@ pub fn framework_json(master: &Master, framework: &Framework, with_tasks: bool) 
         object["labels"] = labels;
     }
     if with_tasks {
-        object["tasks"] = Value::Array(framework.tasks.values().map(task_json).collect());
+        object["tasks"] = Value::Array(framework.tasks.values().map(|t| task_json(t)).collect());
         object["unreachable_tasks"] = Value::Array(
             framework
                 .unreachable_tasks
                 .values()
-                .map(task_json)
+                .map(|t| task_json(t))
                 .collect(),
         );
-        object["completed_tasks"] =
-            Value::Array(framework.completed_tasks.iter().map(task_json).collect());
+        object["completed_tasks"] = Value::Array(
+            framework
+                .completed_tasks
+                .iter()
+                .map(|t| task_json(t))
+                .collect(),
+        );
         object["offers"] = Value::Array(
             framework
                 .offers
@@ -516,6 +521,7 @@ pub fn tasks_json(master: &Master, params: &Params) -> Result<Value, String> {
                 .values()
                 .chain(f.unreachable_tasks.values())
                 .chain(f.completed_tasks.iter())
+                .map(|t| &**t)
         })
         .filter(|t| {
             params

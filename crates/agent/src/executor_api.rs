@@ -63,11 +63,7 @@ pub fn validate_call(call: &exec::Call) -> Result<(), String> {
 }
 
 fn decode(content_type: ContentType, body: &[u8]) -> Result<exec::Call, HttpError> {
-    let decoded = match content_type {
-        ContentType::Json => mesos_proto::json::from_slice::<exec::Call>(body),
-        ContentType::Protobuf => mesos_proto::json::decode_checked::<exec::Call>(body),
-    };
-    decoded.map_err(|e| HttpError::bad_request(e.to_string()))
+    mesos_common::http::decode_body(content_type, body)
 }
 
 fn encode_event(content_type: ContentType, event: &exec::Event) -> Bytes {

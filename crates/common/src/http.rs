@@ -95,6 +95,36 @@ pub fn request_content_type(headers: &HeaderMap) -> Result<ContentType, HttpErro
     }
 }
 
+/// Decodes a v1 API request body (a `Call`) in its encoding, with Mesos's
+/// error texts: `Failed to parse body into JSON: ...`, `Failed to convert
+/// JSON into Call protobuf: ...`, `Failed to parse body into Call protobuf:
+/// ...`, all 400.
+pub fn decode_body<M>(content_type: ContentType, body: &[u8]) -> Result<M, HttpError>
+where
+    M: prost::Message + prost::Name + Default,
+{
+    use mesos_proto::json::ConvertError;
+    let name = M::NAME;
+    let message = match content_type {
+        ContentType::Json => match mesos_proto::json::from_slice::<M>(body) {
+            Ok(m) => return Ok(m),
+            Err(ConvertError::Json(reason)) => format!("Failed to parse body into JSON: {reason}"),
+            Err(ConvertError::Shape { reason, .. }) => {
+                format!("Failed to convert JSON into {name} protobuf: {reason}")
+            }
+            Err(other) => format!("Failed to convert JSON into {name} protobuf: {other}"),
+        },
+        ContentType::Protobuf => match mesos_proto::json::decode_checked::<M>(body) {
+            Ok(m) => return Ok(m),
+            Err(ConvertError::Protobuf { reason, .. }) => {
+                format!("Failed to parse body into {name} protobuf: {reason}")
+            }
+            Err(other) => format!("Failed to parse body into {name} protobuf: {other}"),
+        },
+    };
+    Err(HttpError::bad_request(message))
+}
+
 /// The response encoding from `Accept`: absent or empty means JSON; `None`
 /// when neither encoding is acceptable (406).
 pub fn negotiate(headers: &HeaderMap) -> Option<ContentType> {
@@ -194,6 +224,41 @@ mod tests {
             request_content_type(&headers(&[("content-type", "application/x-protobuf")])).ok(),
             Some(ContentType::Protobuf)
         );
+    }
+
+    #[test]
+    fn bodies_decode_with_mesos_error_texts() {
+        use mesos_proto::v1::scheduler::Call;
+        let e = decode_body::<Call>(ContentType::Json, b"{").expect_err("not JSON");
+        assert!(
+            e.message.starts_with("Failed to parse body into JSON: "),
+            "{}",
+            e.message
+        );
+        let e = decode_body::<Call>(ContentType::Json, b"[]").expect_err("not an object");
+        assert!(
+            e.message
+                .starts_with("Failed to convert JSON into Call protobuf: "),
+            "{}",
+            e.message
+        );
+        let e = decode_body::<Call>(
+            ContentType::Json,
+            br#"{"type":"SUBSCRIBE","subscribe":{"framework_info":{"name":"n"}}}"#,
+        )
+        .expect_err("user missing");
+        assert_eq!(
+            e.message,
+            "Failed to convert JSON into Call protobuf: Missing required fields: subscribe.framework_info.user"
+        );
+        let e = decode_body::<Call>(ContentType::Protobuf, b"\xff\xff").expect_err("not protobuf");
+        assert!(
+            e.message
+                .starts_with("Failed to parse body into Call protobuf: "),
+            "{}",
+            e.message
+        );
+        assert_eq!(e.status, StatusCode::BAD_REQUEST);
     }
 
     #[test]

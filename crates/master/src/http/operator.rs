@@ -47,22 +47,6 @@ pub async fn teardown(State(app): State<AppState>, body: Bytes) -> Response {
     }
 }
 
-fn decode(content_type: ContentType, body: &[u8]) -> Result<Call, HttpError> {
-    match content_type {
-        ContentType::Json => mesos_proto::json::from_slice::<Call>(body).map_err(|e| match e {
-            mesos_proto::json::ConvertError::Json(reason) => {
-                HttpError::bad_request(format!("Failed to parse body into JSON: {reason}"))
-            }
-            other => HttpError::bad_request(format!(
-                "Failed to convert JSON into Call protobuf: {other}"
-            )),
-        }),
-        ContentType::Protobuf => mesos_proto::json::decode_checked::<Call>(body).map_err(|e| {
-            HttpError::bad_request(format!("Failed to parse body into Call protobuf: {e}"))
-        }),
-    }
-}
-
 /// `POST /api/v1`.
 pub async fn api(
     State(app): State<AppState>,
@@ -86,7 +70,7 @@ async fn operator(
         return Err(HttpError::method_not_allowed("POST"));
     }
     let content_type = request_content_type(&headers)?;
-    let call = decode(content_type, &body)?;
+    let call: Call = mesos_common::http::decode_body(content_type, &body)?;
     let Some(kind) = call.r#type.and_then(|t| call::Type::try_from(t).ok()) else {
         return Err(HttpError::bad_request(
             "Failed to validate master::Call: Expecting 'type' to be present",

@@ -5,7 +5,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use http::{header, HeaderMap, Method, StatusCode};
-use mesos_common::http::{negotiate, request_content_type, ContentType, HttpError};
+use mesos_common::http::{decode_body, negotiate, request_content_type, ContentType, HttpError};
 use mesos_proto::v1::scheduler::{call, event, Call, Event};
 use tokio::sync::{mpsc, oneshot};
 
@@ -13,23 +13,6 @@ use super::AppState;
 use crate::actor::{Command, MasterHandle};
 use crate::core::framework::encode_event;
 use crate::core::scheduler::{validate_call, CallReply};
-
-/// Decodes a Call body in the given encoding, with Mesos's error texts.
-pub fn decode_call(content_type: ContentType, body: &[u8]) -> Result<Call, HttpError> {
-    match content_type {
-        ContentType::Json => mesos_proto::json::from_slice::<Call>(body).map_err(|e| match e {
-            mesos_proto::json::ConvertError::Json(reason) => {
-                HttpError::bad_request(format!("Failed to parse body into JSON: {reason}"))
-            }
-            other => HttpError::bad_request(format!(
-                "Failed to convert JSON into Call protobuf: {other}"
-            )),
-        }),
-        ContentType::Protobuf => mesos_proto::json::decode_checked::<Call>(body).map_err(|e| {
-            HttpError::bad_request(format!("Failed to parse body into Call protobuf: {e}"))
-        }),
-    }
-}
 
 /// The handler.
 pub async fn handle(
@@ -54,7 +37,7 @@ async fn scheduler(
         return Err(HttpError::method_not_allowed("POST"));
     }
     let content_type = request_content_type(&headers)?;
-    let call = decode_call(content_type, &body)?;
+    let call: Call = decode_body(content_type, &body)?;
     validate_call(&call)
         .map_err(|e| HttpError::bad_request(format!("Failed to validate scheduler::Call: {e}")))?;
     let stream_id = headers

@@ -101,7 +101,7 @@ pub fn request_content_type(headers: &HeaderMap) -> Result<ContentType, HttpErro
 /// ...`, all 400.
 pub fn decode_body<M>(content_type: ContentType, body: &[u8]) -> Result<M, HttpError>
 where
-    M: prost::Message + prost::Name + Default,
+    M: prost::Message + prost::Name + Default + 'static,
 {
     use mesos_proto::json::ConvertError;
     let name = M::NAME;

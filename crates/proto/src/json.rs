@@ -5,6 +5,7 @@
 //! because newline-based stream readers such as mesoshttp cut records by
 //! character count.
 
+use std::any::{Any, TypeId};
 use std::sync::LazyLock;
 
 use prost::{Message, Name};
@@ -79,7 +80,17 @@ pub fn to_value<M: Message + Name>(message: &M) -> serde_json::Value {
 
 /// The message as compact, ASCII-only JSON text, fields in field-number
 /// order as Mesos writes them.
-pub fn to_string<M: Message + Name>(message: &M) -> String {
+pub fn to_string<M: Message + Name + 'static>(message: &M) -> String {
+    if let Some(event) = (message as &dyn Any).downcast_ref::<crate::v1::scheduler::Event>() {
+        if let Some(text) = crate::fast::update_event(event) {
+            return escape_non_ascii(text);
+        }
+    }
+    reflective_to_string(message)
+}
+
+/// [`to_string`] through reflection only (no fast path).
+pub(crate) fn reflective_to_string<M: Message + Name>(message: &M) -> String {
     let dynamic = to_dynamic(message);
     let mut out = Vec::with_capacity(128);
     let mut serializer = serde_json::Serializer::new(&mut out);
@@ -95,7 +106,7 @@ pub fn ascii_json(value: &serde_json::Value) -> String {
     escape_non_ascii(value.to_string())
 }
 
-fn escape_non_ascii(text: String) -> String {
+pub(crate) fn escape_non_ascii(text: String) -> String {
     if text.is_ascii() {
         return text;
     }
@@ -115,7 +126,22 @@ fn escape_non_ascii(text: String) -> String {
 }
 
 /// Parses a JSON body into `M`, as Mesos does.
-pub fn from_slice<M: Message + Default + Name>(body: &[u8]) -> Result<M, ConvertError> {
+pub fn from_slice<M: Message + Default + Name + 'static>(body: &[u8]) -> Result<M, ConvertError> {
+    if TypeId::of::<M>() == TypeId::of::<crate::v1::scheduler::Call>() {
+        if let Some(call) = crate::fast::acknowledge_call(body) {
+            let boxed: Box<dyn Any> = Box::new(call);
+            if let Ok(m) = boxed.downcast::<M>() {
+                return Ok(*m);
+            }
+        }
+    }
+    reflective_from_slice(body)
+}
+
+/// [`from_slice`] through reflection only (no fast path).
+pub(crate) fn reflective_from_slice<M: Message + Default + Name>(
+    body: &[u8],
+) -> Result<M, ConvertError> {
     // Straight from the bytes (no intermediate `Value`); serde tells syntax
     // errors (not JSON) from data errors (JSON of the wrong shape).
     let shape_error = |reason: String| ConvertError::Shape {

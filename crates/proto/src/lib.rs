@@ -6,6 +6,7 @@
 
 #![allow(clippy::large_enum_variant, clippy::doc_lazy_continuation)]
 
+mod fast;
 pub mod json;
 pub mod recordio;
 

@@ -69,6 +69,10 @@ impl SledRegistry {
         let db = sled::Config::new()
             .path(work_dir.join("registry"))
             .mode(sled::Mode::HighThroughput)
+            // Every write is flushed before it returns, so the background
+            // flusher adds nothing; without it no thread outlives the
+            // registry holding the database's file lock.
+            .flush_every_ms(None)
             .open()?;
         let agents = db.open_tree("agents")?;
         Ok(Self { db, agents })

@@ -21,11 +21,13 @@ pub struct Flags {
     #[arg(long, env = "MESOS_MASTER")]
     pub master: String,
 
-    /// IP address to listen on. Mesos binds 0.0.0.0 by default; so do we.
-    /// The address advertised to the master (and to executors) is
+    /// IP address to listen on. Mesos binds 0.0.0.0 by default; we bind
+    /// loopback unless told otherwise, like the master: the agent's
+    /// endpoints (sandboxes, the executor API) are not for every network
+    /// it happens to be on. The address advertised to the master (and to executors) is
     /// `--advertise_ip`, else this one when it is not a wildcard, else the
     /// first non-loopback IPv4 address of the host's name, else 127.0.0.1.
-    #[arg(long, env = "MESOS_IP", default_value = "0.0.0.0")]
+    #[arg(long, env = "MESOS_IP", default_value = "127.0.0.1")]
     pub ip: IpAddr,
 
     /// IP address advertised to the master and executors.

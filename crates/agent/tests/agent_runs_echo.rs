@@ -112,10 +112,29 @@ async fn echo_task_runs_with_acknowledged_updates_in_order_and_its_output_is_ser
     let exited: m::ExitedExecutorMessage = exited.decode().expect("valid ExitedExecutorMessage");
     assert_eq!(exited.executor_id.value, "t1");
 
-    // The sandbox is in /state and its stdout is served.
-    let (status, body) = http_get(agent_port, "/state").await;
-    assert_eq!(status, 200, "{body}");
-    let state: serde_json::Value = serde_json::from_str(&body).expect("state is JSON");
+    // The sandbox is in /state and its stdout is served. The last ack is
+    // handled asynchronously, so wait for the task to be listed as completed.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let state: serde_json::Value = loop {
+        let (status, body) = http_get(agent_port, "/state").await;
+        assert_eq!(status, 200, "{body}");
+        let state: serde_json::Value = serde_json::from_str(&body).expect("state is JSON");
+        let completed = ["frameworks", "completed_frameworks"]
+            .iter()
+            .filter_map(|k| state[*k].as_array())
+            .flatten()
+            .flat_map(|f| {
+                ["executors", "completed_executors"]
+                    .iter()
+                    .filter_map(move |k| f[*k].as_array())
+                    .flatten()
+            })
+            .any(|e| e["completed_tasks"][0]["state"] == "TASK_FINISHED");
+        if completed || tokio::time::Instant::now() > deadline {
+            break state;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     assert_eq!(state["id"], "S1");
     let executors: Vec<&serde_json::Value> = ["frameworks", "completed_frameworks"]
         .iter()

@@ -1,7 +1,7 @@
 //! The JSON mapping Mesos uses for its protobuf messages (stout's
 //! `protobuf.hpp`): proto field names, enum values by name, 64-bit integers as
 //! JSON numbers, bytes as base64, unknown keys ignored, missing `required`
-//! fields rejected. Output is compact ASCII (non-ASCII escaped as `\uXXXX`),
+//! fields rejected. Output is compact ASCII (non-ASCII escaped as `\u` sequences),
 //! because newline-based stream readers such as mesoshttp cut records by
 //! character count.
 
@@ -110,7 +110,7 @@ pub(crate) fn escape_non_ascii(text: String) -> String {
     if text.is_ascii() {
         return text;
     }
-    // Non-ASCII can only occur inside JSON strings, where `\uXXXX` is valid.
+    // Non-ASCII can only occur inside JSON strings, where `\u` escapes are valid.
     let mut out = String::with_capacity(text.len() + 16);
     for c in text.chars() {
         if c.is_ascii() {

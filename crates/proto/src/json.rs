@@ -187,6 +187,14 @@ pub fn from_value<M: Message + Default + Name>(
 /// Decodes a protobuf body into `M`, rejecting missing `required` fields
 /// (prost alone would fill them with defaults).
 pub fn decode_checked<M: Message + Default + Name>(body: &[u8]) -> Result<M, ConvertError> {
+    // Common case first: every required field is on the wire, so prost's
+    // decode is the whole job; otherwise the reflective path names what is
+    // missing (or what is malformed).
+    if crate::wire::all_required_present(&descriptor::<M>(), body) {
+        if let Ok(message) = M::decode(body) {
+            return Ok(message);
+        }
+    }
     let dynamic =
         DynamicMessage::decode(descriptor::<M>(), body).map_err(|e| ConvertError::Protobuf {
             message: M::full_name(),

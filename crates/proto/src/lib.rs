@@ -9,6 +9,7 @@
 mod fast;
 pub mod json;
 pub mod recordio;
+mod wire;
 
 /// The `mesos.v1` package and its sub-packages.
 #[allow(missing_docs, clippy::all)]

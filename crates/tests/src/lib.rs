@@ -102,6 +102,10 @@ pub struct Cluster {
     pub agents: Vec<Option<Proc>>,
     /// Extra master flags.
     pub master_args: Vec<String>,
+    /// This cluster's `--cgroups_root`: agents destroy unknown containers
+    /// under their root at startup, so clusters running side by side must
+    /// not share one.
+    pub cgroups_root: String,
 }
 
 impl Cluster {
@@ -120,6 +124,7 @@ impl Cluster {
             agent_ports: Vec::new(),
             agents: Vec::new(),
             master_args: master_args.iter().map(|s| s.to_string()).collect(),
+            cgroups_root: format!("mesos-test-{}", uuid::Uuid::new_v4()),
         };
         cluster.start_master();
         for _ in 0..agents {
@@ -180,6 +185,7 @@ impl Cluster {
             format!("--work_dir={}", work_dir.display()),
             "--resources=cpus:4;mem:4096;disk:10000;ports:[31000-32000]".to_string(),
             "--registration_backoff_factor=100ms".to_string(),
+            format!("--cgroups_root={}", self.cgroups_root),
         ];
         let log = self
             .dir
@@ -217,6 +223,46 @@ impl Cluster {
             out.push_str(&format!("===== {} =====\n{}\n", p.name, p.log_text()));
         }
         out
+    }
+}
+
+impl Drop for Cluster {
+    /// Executors outlive their agent by design (they are checkpointed), so
+    /// the processes started in this cluster's sandboxes and its cgroups
+    /// are cleaned up here.
+    fn drop(&mut self) {
+        self.master = None;
+        for agent in &mut self.agents {
+            *agent = None;
+        }
+        let root = std::fs::canonicalize(self.dir.path())
+            .unwrap_or_else(|_| self.dir.path().to_path_buf());
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            if std::fs::read_link(format!("/proc/{pid}/cwd"))
+                .is_ok_and(|cwd| cwd.starts_with(&root))
+            {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        for hierarchy in std::fs::read_dir("/sys/fs/cgroup")
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let dir = hierarchy.path().join(&self.cgroups_root);
+            for container in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                let _ = std::fs::remove_dir(container.path());
+            }
+            let _ = std::fs::remove_dir(&dir);
+        }
+        let _ = std::fs::remove_dir(Path::new("/sys/fs/cgroup").join(&self.cgroups_root));
     }
 }
 

@@ -247,7 +247,7 @@ fn agent_sigkill_and_restart_keeps_the_task_and_delivers_its_end_once() {
     let task_id = running["running"].as_str().expect("task id").to_string();
 
     // Find the task's process on the host: `sleep 3600` under the sandbox.
-    let pids_before = sleep_pids();
+    let pids_before = sleep_pids(cluster.dir.path());
     assert!(!pids_before.is_empty(), "the task's sleep process runs");
 
     cluster.agents[0].as_mut().expect("agent").kill();
@@ -296,15 +296,20 @@ fn agent_sigkill_and_restart_keeps_the_task_and_delivers_its_end_once() {
     );
 }
 
-/// Pids of `sleep 3600` processes (the long task's command).
-fn sleep_pids() -> Vec<i32> {
+/// Pids of `sleep 3600` processes (the long task's command) running in a
+/// sandbox under `root` (tests run in parallel: other clusters' tasks are
+/// not ours to kill).
+fn sleep_pids(root: &std::path::Path) -> Vec<i32> {
+    let root = std::fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
     let mut pids = Vec::new();
     for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
             continue;
         };
         let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        if cmdline == b"sleep\x003600\x00" {
+        let in_cluster =
+            std::fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|cwd| cwd.starts_with(&root));
+        if cmdline == b"sleep\x003600\x00" && in_cluster {
             pids.push(pid);
         }
     }

@@ -12,7 +12,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::body::Body;
 use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
@@ -313,11 +312,6 @@ pub fn with_messages<S: MessageSink>(router: axum::Router, sink: S) -> axum::Rou
         let sink = sink.clone();
         async move { message_middleware(sink, request, next).await }
     }))
-}
-
-/// Convenience for handlers that only need a body.
-pub fn empty_body() -> Body {
-    Body::empty()
 }
 
 #[cfg(test)]

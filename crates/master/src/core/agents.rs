@@ -132,7 +132,7 @@ impl Master {
         info: v1::AgentInfo,
         pid: Upid,
         version: Option<String>,
-        capabilities: Vec<msg_capability::Capability>,
+        capabilities: Vec<v1::agent_info::Capability>,
         total: Resources,
         used: &[(String, Resources)],
         registered_time: f64,
@@ -650,20 +650,4 @@ impl Master {
             });
         }
     }
-
-    /// A master-generated TASK_LOST for a task on an agent that is gone.
-    pub fn task_lost_status(task_id: &str, agent_id: &str) -> v1::TaskStatus {
-        master_status(
-            task_id,
-            Some(agent_id),
-            TaskState::TaskLost,
-            Reason::AgentRemoved,
-            "Agent removed",
-        )
-    }
-}
-
-/// Alias so the signature above reads like Mesos's message.
-mod msg_capability {
-    pub use mesos_proto::v1::agent_info::Capability;
 }

@@ -792,7 +792,9 @@ impl Master {
         remaining: &mut Resources,
     ) {
         let task_id = task.task_id.value.clone();
-        let result = (|| -> Result<Resources, String> {
+        // Validation converts the task's resources once (allocation info
+        // injected); the launched task carries that conversion.
+        let result = (|| -> Result<(Resources, Resources), String> {
             if let Some(e) = group_error {
                 return Err(e);
             }
@@ -806,10 +808,11 @@ impl Master {
             {
                 return Err(format!("Task has duplicate ID: {task_id}"));
             }
-            let mut needed = Self::task_resources(&task.resources, role)?;
-            if needed.is_empty() {
+            let own = Self::task_resources(&task.resources, role)?;
+            if own.is_empty() {
                 return Err("Task uses no resources".into());
             }
+            let mut needed = own.clone();
             if let Some(executor) = &task.executor {
                 let key = (agent_id.to_string(), executor.executor_id.value.clone());
                 if !framework.executors.contains_key(&key) {
@@ -821,10 +824,10 @@ impl Master {
                     "Task uses more resources {needed} than available {remaining}"
                 ));
             }
-            Ok(needed)
+            Ok((own, needed))
         })();
-        let needed = match result {
-            Ok(needed) => needed,
+        let (own, needed) = match result {
+            Ok(resources) => resources,
             Err(message) => {
                 tracing::warn!(%framework_id, %task_id, "refusing task: {message}");
                 self.counters.tasks_error += 1;
@@ -842,9 +845,7 @@ impl Master {
         };
         *remaining -= needed;
         // Task resources carry their allocation from here on.
-        if let Ok(resources) = Self::task_resources(&task.resources, role) {
-            task.resources = resources.into_vec();
-        }
+        task.resources = own.into_vec();
         if let Some(executor) = &mut task.executor {
             executor.framework_id = Some(v1::FrameworkId {
                 value: framework_id.to_string(),

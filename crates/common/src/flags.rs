@@ -79,6 +79,18 @@ pub fn duration_arg(text: &str) -> Result<Duration, String> {
     parse_duration(text).map_err(|e| e.to_string())
 }
 
+/// Parses a Mesos boolean: `true`/`false` or `1`/`0` (the workshop sets
+/// `MESOS_AUTHENTICATE_AGENTS=1`).
+pub fn bool_arg(text: &str) -> Result<bool, String> {
+    match text {
+        "true" | "1" => Ok(true),
+        "false" | "0" => Ok(false),
+        other => Err(format!(
+            "invalid boolean '{other}': expected true, false, 1 or 0"
+        )),
+    }
+}
+
 /// Resolves Mesos's `file:///path` (or `/path` for flags that take files)
 /// convention: returns the file's contents, or the value itself.
 pub fn read_value(value: &str) -> std::io::Result<String> {

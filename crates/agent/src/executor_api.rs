@@ -1,20 +1,34 @@
-//! `POST /api/v1/executor`: decodes and validates executor calls with the
+//! `POST /api/v1/executor`: authenticates the executor's token (realm
+//! `mesos-agent-executor`), decodes and validates executor calls with the
 //! same content-type, accept and error rules as the master's scheduler API,
-//! hands them to the agent task, and turns a subscription into a chunked
-//! RecordIO event stream.
+//! checks the token is for the executor the call names, hands the call to
+//! the agent task (which checks the token's container), and turns a
+//! subscription into a chunked RecordIO event stream.
 
 use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use futures::StreamExt;
 use http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use mesos_common::http::{negotiate, request_content_type, ContentType, HttpError};
+use mesos_common::net::PeerAddr;
 use mesos_proto::v1;
 use mesos_proto::v1::executor as exec;
 use prost::Message as _;
 use tokio_stream::wrappers::UnboundedReceiverStream;
 
 use crate::agent::{AgentHandle, ExecutorReply};
+use crate::auth::HttpAuth;
+
+/// What the executor API handler needs.
+#[derive(Clone, Debug)]
+pub struct ExecutorApi {
+    /// The agent task.
+    pub agent: AgentHandle,
+    /// The authenticators (executor tokens).
+    pub auth: HttpAuth,
+}
 
 /// Checks what Mesos's `validation::executor::call::validate` checks.
 pub fn validate_call(call: &exec::Call) -> Result<(), String> {
@@ -76,46 +90,68 @@ fn encode_event(content_type: ContentType, event: &exec::Event) -> Bytes {
 
 /// The handler for `/api/v1/executor`.
 pub async fn executor_api(
-    State(agent): State<AgentHandle>,
+    State(api): State<ExecutorApi>,
+    peer: Option<Extension<PeerAddr>>,
     method: Method,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    match handle(agent, method, headers, body).await {
+    let peer = peer.map(|Extension(PeerAddr(addr))| addr);
+    match handle(api, peer, method, headers, body).await {
         Ok(response) => response,
-        Err(e) => e.into_response(),
+        Err(response) => response,
     }
 }
 
 async fn handle(
-    agent: AgentHandle,
+    api: ExecutorApi,
+    peer: Option<std::net::SocketAddr>,
     method: Method,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<Response, HttpError> {
+) -> Result<Response, Response> {
+    // Authentication comes first, as for every Mesos realm.
+    let claims = api
+        .auth
+        .check_executor(&headers, peer)
+        .map_err(IntoResponse::into_response)?;
     if method != Method::POST {
-        return Err(HttpError::method_not_allowed("POST"));
+        return Err(HttpError::method_not_allowed("POST").into_response());
     }
-    let content_type = request_content_type(&headers)?;
-    let call = decode(content_type, &body)?;
+    let content_type = request_content_type(&headers).map_err(IntoResponse::into_response)?;
+    let call = decode(content_type, &body).map_err(IntoResponse::into_response)?;
+    if let Some(claims) = &claims {
+        api.auth
+            .authorize_executor(
+                claims,
+                &call.framework_id.value,
+                &call.executor_id.value,
+                call.r#type() == exec::call::Type::Subscribe,
+                peer,
+            )
+            .map_err(IntoResponse::into_response)?;
+    }
     if call.r#type() == exec::call::Type::Heartbeat {
         return Ok(StatusCode::ACCEPTED.into_response());
     }
-    validate_call(&call)
-        .map_err(|e| HttpError::bad_request(format!("Failed to validate Executor::Call: {e}")))?;
+    validate_call(&call).map_err(|e| {
+        HttpError::bad_request(format!("Failed to validate Executor::Call: {e}")).into_response()
+    })?;
     let accept = if call.r#type() == exec::call::Type::Subscribe {
         negotiate(&headers).ok_or_else(|| {
             HttpError::new(
                 StatusCode::NOT_ACCEPTABLE,
                 "Expecting 'Accept' to allow application/json or application/x-protobuf",
             )
+            .into_response()
         })?
     } else {
         ContentType::Json
     };
-    match agent.executor_call(call, accept).await {
+    let container = claims.map(|c| c.cid);
+    match api.agent.executor_call(call, accept, container).await {
         ExecutorReply::Accepted => Ok(StatusCode::ACCEPTED.into_response()),
-        ExecutorReply::Error(e) => Err(e),
+        ExecutorReply::Error(e) => Err(e.into_response()),
         ExecutorReply::Subscribed(rx, guard) => {
             let stream = UnboundedReceiverStream::new(rx).map(move |event| {
                 // The guard lives as long as the response body.

@@ -8,7 +8,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use mesos_common::flags::{duration_arg, format_duration};
+use mesos_common::auth::credentials::{
+    load_credential, load_credentials, Credential, CredentialStore, Secret,
+};
+use mesos_common::auth::sasl::Mechanism;
+use mesos_common::flags::{bool_arg, duration_arg, format_duration};
 use mesos_common::Upid;
 use mesos_proto::v1;
 
@@ -122,6 +126,82 @@ pub struct Flags {
     /// Role of resources given without one.
     #[arg(long, env = "MESOS_DEFAULT_ROLE", default_value = "*")]
     pub default_role: String,
+
+    /// This agent's credential for authenticating with the master: a path
+    /// or `file:///path` to `{"principal":"…","secret":"…"}` or to one
+    /// `principal secret` line. Without it the agent registers
+    /// unauthenticated, which a master with `--authenticate_agents` refuses.
+    #[arg(long, env = "MESOS_CREDENTIAL")]
+    pub credential: Option<String>,
+
+    /// How to authenticate with the master: `scram_sha256` (SCRAM-SHA-256,
+    /// or CRAM-MD5 when the master offers only that) or `crammd5`
+    /// (CRAM-MD5 only, Mesos's default).
+    #[arg(long, env = "MESOS_AUTHENTICATEE", default_value = "scram_sha256", value_parser = ["scram_sha256", "crammd5"])]
+    pub authenticatee: String,
+
+    /// Growth of the authentication timeout range: the first attempt times
+    /// out at random within `[min, min + 2 × factor]`, and every retry
+    /// doubles the width of that range, up to `--authentication_timeout_max`.
+    #[arg(long, env = "MESOS_AUTHENTICATION_BACKOFF_FACTOR", default_value = "1secs", value_parser = duration_arg)]
+    pub authentication_backoff_factor: Duration,
+
+    /// Shortest time an authentication attempt may take before it is
+    /// abandoned and retried.
+    #[arg(long, env = "MESOS_AUTHENTICATION_TIMEOUT_MIN", default_value = "5secs", value_parser = duration_arg)]
+    pub authentication_timeout_min: Duration,
+
+    /// Longest time an authentication attempt may take before it is
+    /// abandoned and retried.
+    #[arg(long, env = "MESOS_AUTHENTICATION_TIMEOUT_MAX", default_value = "1mins", value_parser = duration_arg)]
+    pub authentication_timeout_max: Duration,
+
+    /// Principals and secrets accepted on the agent's HTTP endpoints: a
+    /// path or `file:///path` to `{"credentials":[{"principal":…,"secret":…}]}`
+    /// or to `principal secret` lines.
+    #[arg(long, env = "MESOS_HTTP_CREDENTIALS")]
+    pub http_credentials: Option<String>,
+
+    /// Require HTTP authentication on read-only endpoints (`/state`,
+    /// `/flags`, `/metrics/snapshot`, `/files/*`; realm
+    /// `mesos-agent-readonly`). Mesos's default is false; ours is true.
+    #[arg(long, env = "MESOS_AUTHENTICATE_HTTP_READONLY", default_value = "true", num_args = 0..=1, default_missing_value = "true", value_parser = bool_arg)]
+    pub authenticate_http_readonly: bool,
+
+    /// Require HTTP authentication on endpoints that change state (realm
+    /// `mesos-agent-readwrite`). Mesos's default is false; ours is true.
+    #[arg(long, env = "MESOS_AUTHENTICATE_HTTP_READWRITE", default_value = "true", num_args = 0..=1, default_missing_value = "true", value_parser = bool_arg)]
+    pub authenticate_http_readwrite: bool,
+
+    /// Require executors to present the token the agent gave them
+    /// (`MESOS_EXECUTOR_AUTHENTICATION_TOKEN`) on `/api/v1/executor` (realm
+    /// `mesos-agent-executor`). Mesos's default is false; ours is true.
+    #[arg(long, env = "MESOS_AUTHENTICATE_HTTP_EXECUTORS", default_value = "true", num_args = 0..=1, default_missing_value = "true", value_parser = bool_arg)]
+    pub authenticate_http_executors: bool,
+
+    /// HTTP authenticators, comma separated: `basic` for the read-only and
+    /// read-write realms; `jwt` (the executor realm's, always used when
+    /// `--authenticate_http_executors` is on) is accepted too.
+    #[arg(long, env = "MESOS_HTTP_AUTHENTICATORS", default_value = "basic")]
+    pub http_authenticators: String,
+
+    /// File holding the HMAC key that signs executor tokens. Without it
+    /// the agent generates a random key once and keeps it in
+    /// `<work_dir>/meta/jwt_secret_key` (readable by the agent only), so
+    /// executors that survive an agent restart keep working.
+    #[arg(long, alias = "executor_secret_key", env = "MESOS_JWT_SECRET_KEY")]
+    pub jwt_secret_key: Option<PathBuf>,
+
+    /// Append a JSON line per HTTP authentication success and failure to
+    /// this file.
+    #[arg(long, env = "MESOS_AUDIT_LOG")]
+    pub audit_log: Option<PathBuf>,
+
+    /// Turn every `--authenticate_http_*` flag off: anyone who can reach
+    /// the agent may read its state and sandboxes and act as any executor.
+    /// For reproducing Mesos's defaults, never for a real cluster.
+    #[arg(long, env = "MESOS_INSECURE", default_value = "false", num_args = 0..=1, default_missing_value = "true", value_parser = bool_arg)]
+    pub insecure: bool,
 }
 
 /// Why a flag value was refused (reported as one line, exit 1).
@@ -153,7 +233,19 @@ pub enum FlagError {
     /// `--registration_backoff_factor` and friends out of range.
     #[error("{0}")]
     Range(String),
+    /// An authentication flag is unusable (a credentials file, an
+    /// authenticator name, a missing `--http_credentials`).
+    #[error("{0}")]
+    Auth(String),
 }
+
+/// The one line an agent started with HTTP authentication on (the
+/// default) but no principals to accept prints before exiting.
+pub const MISSING_HTTP_CREDENTIALS: &str =
+    "HTTP authentication of the agent's endpoints is on by default \
+     and needs the principals it accepts: pass --http_credentials=/path/to/credentials.json \
+     (a file holding {\"credentials\":[{\"principal\":\"…\",\"secret\":\"…\"}]}), \
+     or --insecure to run without authentication (never in production)";
 
 /// Parses `--master`: `host:port`, `master@host:port` or `file:///path`
 /// holding one of those. The host is resolved to an IPv4 address when it
@@ -325,6 +417,17 @@ pub struct Config {
     pub attributes: Vec<v1::Attribute>,
     /// Directory holding `mesos-executor`.
     pub launcher_dir: PathBuf,
+    /// `--credential`, loaded.
+    pub credential: Option<Credential>,
+    /// SASL mechanisms the authenticatee may use (`--authenticatee`).
+    pub mechanisms: Vec<Mechanism>,
+    /// `--http_credentials`, loaded (required when the read-only or
+    /// read-write realm is authenticated).
+    pub http_credentials: Option<CredentialStore>,
+    /// The key executor tokens are signed with: `--jwt_secret_key`, or the
+    /// generated one `main` installs (see [`crate::auth::executor_key`]).
+    /// `None` when executor authentication is off.
+    pub jwt_key: Option<Secret>,
 }
 
 impl Config {
@@ -370,6 +473,7 @@ impl Config {
                 .and_then(|p| p.parent().map(PathBuf::from))
                 .unwrap_or_else(|| PathBuf::from(".")),
         };
+        let auth = AuthConfig::from_flags(&mut flags)?;
         Ok(Self {
             flags,
             master,
@@ -377,7 +481,43 @@ impl Config {
             hostname,
             attributes,
             launcher_dir,
+            credential: auth.credential,
+            mechanisms: auth.mechanisms,
+            http_credentials: auth.http_credentials,
+            jwt_key: auth.jwt_key,
         })
+    }
+
+    /// Security warnings an operator must see at startup.
+    pub fn security_warnings(&self) -> Vec<String> {
+        let f = &self.flags;
+        if f.insecure {
+            return vec![
+                "--insecure: HTTP authentication is off: anyone who can reach this agent may read \
+                 its state and sandboxes and act as any of its executors"
+                    .to_string(),
+            ];
+        }
+        let mut warnings = Vec::new();
+        for (on, what) in [
+            (
+                f.authenticate_http_readonly,
+                "--authenticate_http_readonly=false: /state, /flags and sandboxes (/files) are open",
+            ),
+            (
+                f.authenticate_http_readwrite,
+                "--authenticate_http_readwrite=false: endpoints that change state are open",
+            ),
+            (
+                f.authenticate_http_executors,
+                "--authenticate_http_executors=false: anyone may act as any executor on /api/v1/executor",
+            ),
+        ] {
+            if !on {
+                warnings.push(what.to_string());
+            }
+        }
+        warnings
     }
 
     /// `/flags` content: every flag as a string, as Mesos shows them.
@@ -432,8 +572,157 @@ impl Config {
         put("isolation", f.isolation.clone());
         put("default_role", f.default_role.clone());
         put("checkpoint", "true".into());
+        // Credential flags show their paths, never what the files hold.
+        if let Some(path) = &f.credential {
+            put("credential", path.clone());
+        }
+        put("authenticatee", f.authenticatee.clone());
+        put(
+            "authentication_backoff_factor",
+            format_duration(f.authentication_backoff_factor),
+        );
+        put(
+            "authentication_timeout_min",
+            format_duration(f.authentication_timeout_min),
+        );
+        put(
+            "authentication_timeout_max",
+            format_duration(f.authentication_timeout_max),
+        );
+        if let Some(path) = &f.http_credentials {
+            put("http_credentials", path.clone());
+        }
+        put(
+            "authenticate_http_readonly",
+            f.authenticate_http_readonly.to_string(),
+        );
+        put(
+            "authenticate_http_readwrite",
+            f.authenticate_http_readwrite.to_string(),
+        );
+        put(
+            "authenticate_http_executors",
+            f.authenticate_http_executors.to_string(),
+        );
+        put("http_authenticators", f.http_authenticators.clone());
+        if let Some(path) = &f.jwt_secret_key {
+            put("jwt_secret_key", path.display().to_string());
+        }
+        if let Some(path) = &f.audit_log {
+            put("audit_log", path.display().to_string());
+        }
+        put("insecure", f.insecure.to_string());
         serde_json::json!({ "flags": m })
     }
+}
+
+/// The authentication part of [`Config`], derived from the flags.
+struct AuthConfig {
+    credential: Option<Credential>,
+    mechanisms: Vec<Mechanism>,
+    http_credentials: Option<CredentialStore>,
+    jwt_key: Option<Secret>,
+}
+
+impl AuthConfig {
+    /// Applies `--insecure` to `flags`, checks the authentication flags and
+    /// loads the files they name.
+    fn from_flags(flags: &mut Flags) -> Result<Self, FlagError> {
+        if flags.insecure {
+            flags.authenticate_http_readonly = false;
+            flags.authenticate_http_readwrite = false;
+            flags.authenticate_http_executors = false;
+        }
+        let mut basic = false;
+        for name in flags
+            .http_authenticators
+            .split(',')
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+        {
+            match name {
+                "basic" => basic = true,
+                "jwt" => {}
+                other => {
+                    return Err(FlagError::Auth(format!(
+                        "--http_authenticators: unknown HTTP authenticator '{other}' (known: basic, jwt)"
+                    )))
+                }
+            }
+        }
+        if !basic && (flags.authenticate_http_readonly || flags.authenticate_http_readwrite) {
+            return Err(FlagError::Auth(
+                "--http_authenticators must include 'basic' while --authenticate_http_readonly \
+                 or --authenticate_http_readwrite is on (jwt only authenticates executors)"
+                    .into(),
+            ));
+        }
+        if flags.authentication_timeout_min.is_zero() {
+            return Err(FlagError::Range(
+                "--authentication_timeout_min must be positive".into(),
+            ));
+        }
+        if flags.authentication_timeout_min > flags.authentication_timeout_max {
+            return Err(FlagError::Range(
+                "--authentication_timeout_min must not exceed --authentication_timeout_max".into(),
+            ));
+        }
+        let mechanisms = match flags.authenticatee.as_str() {
+            "crammd5" => vec![Mechanism::CramMd5],
+            _ => vec![Mechanism::ScramSha256, Mechanism::CramMd5],
+        };
+        let credential = flags
+            .credential
+            .as_deref()
+            .map(|value| {
+                load_credential(value).map_err(|e| FlagError::Auth(format!("--credential: {e}")))
+            })
+            .transpose()?;
+        let http_credentials = flags
+            .http_credentials
+            .as_deref()
+            .map(|value| {
+                load_credentials(value)
+                    .map(CredentialStore::new)
+                    .map_err(|e| FlagError::Auth(format!("--http_credentials: {e}")))
+            })
+            .transpose()?;
+        if (flags.authenticate_http_readonly || flags.authenticate_http_readwrite)
+            && http_credentials.is_none()
+        {
+            return Err(FlagError::Auth(MISSING_HTTP_CREDENTIALS.into()));
+        }
+        let jwt_key = match (&flags.jwt_secret_key, flags.authenticate_http_executors) {
+            (Some(path), true) => Some(read_key(path)?),
+            _ => None,
+        };
+        Ok(Self {
+            credential,
+            mechanisms,
+            http_credentials,
+            jwt_key,
+        })
+    }
+}
+
+/// Reads `--jwt_secret_key`: the file's bytes are the HMAC key.
+fn read_key(path: &std::path::Path) -> Result<Secret, FlagError> {
+    let bytes = std::fs::read(path).map_err(|e| {
+        FlagError::Auth(format!(
+            "--jwt_secret_key: cannot read {}: {e}",
+            path.display()
+        ))
+    })?;
+    if bytes.is_empty() {
+        return Err(FlagError::Auth(format!(
+            "--jwt_secret_key: {} is empty",
+            path.display()
+        )));
+    }
+    if bytes.len() < 32 {
+        tracing::warn!(file = %path.display(), "--jwt_secret_key holds fewer than 32 bytes; executor tokens are only as strong as this key");
+    }
+    Ok(Secret::new(bytes))
 }
 
 /// The system's host name (`gethostname`), or `localhost`.
@@ -566,6 +855,7 @@ mod tests {
             "--work_dir=/tmp/w",
             "--ip=127.0.0.1",
             "--hostname=h1",
+            "--insecure",
         ])
         .expect("valid flags");
         let config = Config::from_flags(flags).expect("valid config");
@@ -587,6 +877,7 @@ mod tests {
             "--master=127.0.0.1:5050",
             "--work_dir=/w",
             "--advertise_ip=10.1.2.3",
+            "--insecure",
         ])
         .expect("valid");
         assert_eq!(
@@ -600,14 +891,20 @@ mod tests {
             "--master=127.0.0.1:5050",
             "--work_dir=/w",
             "--launcher=docker",
+            "--insecure",
         ])
         .expect("parses");
         assert!(matches!(
             Config::from_flags(flags),
             Err(FlagError::Launcher(_))
         ));
-        let flags =
-            parse(&["--master=127.0.0.1:5050", "--work_dir=/w", "--hostname=a b"]).expect("parses");
+        let flags = parse(&[
+            "--master=127.0.0.1:5050",
+            "--work_dir=/w",
+            "--hostname=a b",
+            "--insecure",
+        ])
+        .expect("parses");
         assert!(matches!(
             Config::from_flags(flags),
             Err(FlagError::Hostname(_))
@@ -616,11 +913,159 @@ mod tests {
             "--master=127.0.0.1:5050",
             "--work_dir=/w",
             "--registration_backoff_factor=2mins",
+            "--insecure",
         ])
         .expect("parses");
         assert!(matches!(
             Config::from_flags(flags),
             Err(FlagError::Range(_))
         ));
+    }
+
+    fn write(dir: &std::path::Path, name: &str, text: &str) -> String {
+        let path = dir.join(name);
+        std::fs::write(&path, text).expect("write");
+        path.display().to_string()
+    }
+
+    #[test]
+    fn authentication_is_on_by_default_and_needs_http_credentials() {
+        let flags = parse(&["--master=127.0.0.1:5050", "--work_dir=/w"]).expect("valid flags");
+        assert!(flags.authenticate_http_readonly);
+        assert!(flags.authenticate_http_readwrite);
+        assert!(flags.authenticate_http_executors);
+        assert!(!flags.insecure);
+        assert_eq!(flags.authenticatee, "scram_sha256");
+        assert_eq!(flags.http_authenticators, "basic");
+        assert_eq!(flags.authentication_backoff_factor, Duration::from_secs(1));
+        assert_eq!(flags.authentication_timeout_min, Duration::from_secs(5));
+        assert_eq!(flags.authentication_timeout_max, Duration::from_secs(60));
+        let err = Config::from_flags(flags).expect_err("no --http_credentials");
+        let text = err.to_string();
+        assert!(!text.contains('\n'), "one line: {text}");
+        assert!(
+            text.contains("--http_credentials=/path/to/credentials.json"),
+            "{text}"
+        );
+        assert!(text.contains("--insecure"), "{text}");
+
+        // Only the executor realm on: no HTTP credentials needed.
+        let flags = parse(&[
+            "--master=127.0.0.1:5050",
+            "--work_dir=/w",
+            "--authenticate_http_readonly=0",
+            "--authenticate_http_readwrite=false",
+        ])
+        .expect("valid flags");
+        let config = Config::from_flags(flags).expect("executor auth needs no credentials");
+        assert!(config.flags.authenticate_http_executors);
+        assert!(
+            config.jwt_key.is_none(),
+            "generated later, under --work_dir"
+        );
+    }
+
+    #[test]
+    fn insecure_turns_every_http_realm_off_and_shows_in_flags() {
+        let flags = parse(&["--master=127.0.0.1:5050", "--work_dir=/w", "--insecure"])
+            .expect("valid flags");
+        let config = Config::from_flags(flags).expect("valid config");
+        assert!(!config.flags.authenticate_http_readonly);
+        assert!(!config.flags.authenticate_http_readwrite);
+        assert!(!config.flags.authenticate_http_executors);
+        assert!(config.jwt_key.is_none());
+        let json = config.flags_json();
+        assert_eq!(json["flags"]["insecure"], "true");
+        assert_eq!(json["flags"]["authenticate_http_readonly"], "false");
+        assert_eq!(config.security_warnings().len(), 1);
+        let flags = parse(&["--master=m:1", "--work_dir=/w", "--insecure=1"]).expect("1 is true");
+        assert!(flags.insecure);
+        assert!(parse(&["--master=m:1", "--work_dir=/w", "--insecure=yes"]).is_err());
+    }
+
+    #[test]
+    fn credentials_load_and_flags_show_their_paths_only() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let credential = write(
+            dir.path(),
+            "credential.json",
+            r#"{"principal":"agent","secret":"agent-secret"}"#,
+        );
+        let http = write(dir.path(), "http", "ops ops-secret\n");
+        let key = write(dir.path(), "key", &"k".repeat(32));
+        let flags = parse(&[
+            "--master=127.0.0.1:5050",
+            "--work_dir=/w",
+            &format!("--credential=file://{credential}"),
+            &format!("--http_credentials={http}"),
+            &format!("--executor_secret_key={key}"),
+            "--authenticatee=crammd5",
+        ])
+        .expect("valid flags");
+        let config = Config::from_flags(flags).expect("valid config");
+        assert_eq!(
+            config.credential.as_ref().map(|c| c.principal.as_str()),
+            Some("agent")
+        );
+        assert_eq!(config.mechanisms, vec![Mechanism::CramMd5]);
+        assert!(config
+            .http_credentials
+            .as_ref()
+            .expect("loaded")
+            .current()
+            .verify("ops", b"ops-secret"));
+        assert!(config.jwt_key.is_some());
+        let json = config.flags_json().to_string();
+        for secret in ["agent-secret", "ops-secret", "kkkk"] {
+            assert!(
+                !json.contains(secret),
+                "{secret} leaked into /flags: {json}"
+            );
+        }
+        assert!(json.contains(&credential), "{json}");
+        assert!(json.contains(&http), "{json}");
+        assert!(json.contains("\"jwt_secret_key\""), "{json}");
+        assert!(config.security_warnings().is_empty());
+    }
+
+    #[test]
+    fn bad_authentication_flags_are_refused_naming_the_problem() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let http = write(dir.path(), "http", "ops ops-secret\n");
+        let refuse = |extra: &[&str]| {
+            let mut args = vec!["--master=127.0.0.1:5050", "--work_dir=/w"];
+            let http_flag = format!("--http_credentials={http}");
+            args.push(&http_flag);
+            args.extend_from_slice(extra);
+            Config::from_flags(parse(&args).expect("parses"))
+                .expect_err("refused")
+                .to_string()
+        };
+        assert!(refuse(&["--http_authenticators=basic,kerberos"]).contains("'kerberos'"));
+        assert!(refuse(&["--http_authenticators=jwt"]).contains("must include 'basic'"));
+        assert!(refuse(&["--credential=/nonexistent/credential"]).contains("--credential"));
+        assert!(refuse(&["--jwt_secret_key=/nonexistent/key"]).contains("--jwt_secret_key"));
+        assert!(refuse(&[
+            "--authentication_timeout_min=2mins",
+            "--authentication_timeout_max=1mins"
+        ])
+        .contains("--authentication_timeout_min"));
+        assert!(parse(&["--master=m:1", "--work_dir=/w", "--authenticatee=kerberos"]).is_err());
+        let empty = write(dir.path(), "empty", "");
+        let flags = parse(&[
+            "--master=127.0.0.1:5050",
+            "--work_dir=/w",
+            &format!("--http_credentials={empty}"),
+        ])
+        .expect("parses");
+        assert!(Config::from_flags(flags).is_err());
+        let flags = parse(&[
+            "--master=127.0.0.1:5050",
+            "--work_dir=/w",
+            "--insecure",
+            "--http_authenticators=basic,jwt",
+        ])
+        .expect("parses");
+        assert!(Config::from_flags(flags).is_ok());
     }
 }

@@ -2,10 +2,15 @@
 //! `/files/*` and `/api/v1/executor`, each also under `/slave(1)/` and with
 //! a trailing slash, plus libprocess messages (through
 //! `mesos_common::transport::with_messages`). Handlers only translate.
+//!
+//! Realms (see [`crate::auth`]): `/state`, `/flags` and `/files/*` are in
+//! `mesos-agent-readonly`; `/api/v1/executor` checks executor tokens itself
+//! (`mesos-agent-executor`); `/health` and `/version` are open.
 
 use std::sync::Arc;
 
 use axum::extract::{Query, State};
+use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use axum::Router;
@@ -15,7 +20,8 @@ use mesos_common::transport::with_messages;
 use serde_json::json;
 
 use crate::agent::AgentHandle;
-use crate::executor_api::executor_api;
+use crate::auth::{self, HttpAuth};
+use crate::executor_api::{executor_api, ExecutorApi};
 use crate::files::{self, Files};
 use crate::flags::Config;
 
@@ -35,21 +41,32 @@ fn spellings(path: &str) -> Vec<String> {
 }
 
 /// Builds the agent's router.
-pub fn router(agent: AgentHandle, config: Arc<Config>, files: Files) -> Router {
+pub fn router(agent: AgentHandle, config: Arc<Config>, files: Files, auth: HttpAuth) -> Router {
+    let readonly = from_fn_with_state(auth.clone(), auth::readonly);
     let mut state_routes = Router::new();
     for path in ["/state", "/state.json"].iter().flat_map(|p| spellings(p)) {
         state_routes = state_routes.route(&path, get(state));
     }
+    let state_routes = state_routes
+        .route_layer(readonly.clone())
+        .with_state(agent.clone());
+
+    let mut executor_routes = Router::new();
     for path in spellings("/api/v1/executor") {
-        state_routes = state_routes.route(&path, any(executor_api));
+        executor_routes = executor_routes.route(&path, any(executor_api));
     }
-    let state_routes = state_routes.with_state(agent.clone());
+    let executor_routes = executor_routes.with_state(ExecutorApi {
+        agent: agent.clone(),
+        auth,
+    });
 
     let mut config_routes = Router::new();
     for path in ["/flags", "/flags.json"].iter().flat_map(|p| spellings(p)) {
         config_routes = config_routes.route(&path, get(flags));
     }
-    let config_routes = config_routes.with_state(config);
+    let config_routes = config_routes
+        .route_layer(readonly.clone())
+        .with_state(config);
 
     let mut misc = Router::new();
     for path in spellings("/health") {
@@ -72,10 +89,11 @@ pub fn router(agent: AgentHandle, config: Arc<Config>, files: Files) -> Router {
             };
         }
     }
-    let file_routes = file_routes.with_state(files);
+    let file_routes = file_routes.route_layer(readonly).with_state(files);
 
     let router = Router::new()
         .merge(state_routes)
+        .merge(executor_routes)
         .merge(config_routes)
         .merge(misc)
         .merge(file_routes)

@@ -26,6 +26,7 @@ pub mod launcher;
 pub mod sys;
 
 pub mod agent;
+pub mod auth;
 pub mod checkpoint;
 pub mod detect;
 pub mod executor;

@@ -7,10 +7,12 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use mesos_agent::agent::Agent;
+use mesos_agent::auth::{self, HttpAuth};
 use mesos_agent::files::Files;
 use mesos_agent::flags::{Config, Flags};
 use mesos_agent::launcher::{self, LauncherKind};
 use mesos_agent::{detect, http};
+use mesos_common::auth::audit::AuditLog;
 use mesos_common::flags::{fail, parse_or_exit};
 use mesos_common::resources::{to_state_json, Resources};
 use mesos_common::transport::Transport;
@@ -18,7 +20,7 @@ use mesos_common::transport::Transport;
 fn main() {
     mesos_common::init_logging("info");
     let flags: Flags = parse_or_exit();
-    let config = Config::from_flags(flags).unwrap_or_else(|e| fail(e));
+    let mut config = Config::from_flags(flags).unwrap_or_else(|e| fail(e));
     let work_dir = config.flags.work_dir.clone();
     let sandboxes = work_dir.join("slaves");
     if let Err(e) = std::fs::create_dir_all(&sandboxes) {
@@ -34,6 +36,16 @@ fn main() {
         std::fs::set_permissions(&meta, std::fs::Permissions::from_mode(0o700))
     }) {
         fail(format!("cannot create {}: {e}", meta.display()));
+    }
+    config.jwt_key = auth::executor_key(&config, &meta)
+        .unwrap_or_else(|e| fail(format!("executor token key: {e}")));
+    let audit = match &config.flags.audit_log {
+        Some(path) => AuditLog::open(path)
+            .unwrap_or_else(|e| fail(format!("cannot open --audit_log {}: {e}", path.display()))),
+        None => AuditLog::disabled(),
+    };
+    for warning in config.security_warnings() {
+        tracing::warn!("{warning}");
     }
     let executor = config.launcher_dir.join("mesos-executor");
     if !executor.is_file() {
@@ -59,7 +71,7 @@ fn main() {
         .enable_all()
         .build()
         .unwrap_or_else(|e| fail(format!("cannot start the runtime: {e}")));
-    match runtime.block_on(run(config, launcher, resources, files)) {
+    match runtime.block_on(run(config, launcher, resources, files, audit)) {
         Ok(()) => std::process::exit(0),
         Err(e) => {
             tracing::error!("{e:#}");
@@ -74,6 +86,7 @@ async fn run(
     launcher: Arc<dyn launcher::Launcher>,
     resources: Resources,
     files: Files,
+    audit: AuditLog,
 ) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind((config.flags.ip, config.flags.port))
         .await
@@ -93,7 +106,8 @@ async fn run(
     );
     tracing::info!(pid = %agent.pid(), master = %config.master, launcher = launcher.name(),
         work_dir = %config.flags.work_dir.display(), "agent started");
-    let app = http::router(agent.handle(), config.clone(), files);
+    let http_auth = HttpAuth::new(&config, audit);
+    let app = http::router(agent.handle(), config.clone(), files, http_auth);
     let server = tokio::spawn(mesos_common::net::serve(listener, app));
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("installing the SIGTERM handler")?;

@@ -149,7 +149,13 @@ async fn executor_api_refuses_bad_requests_like_mesos() {
     let mut master = FakeMaster::start().await;
     let work_dir = tempfile::tempdir().expect("work dir");
     let port = common::free_port();
-    let _agent = start_agent(master.port, work_dir.path(), port, &[]);
+    // About request validation, not authentication (see agent_auth.rs).
+    let _agent = start_agent(
+        master.port,
+        work_dir.path(),
+        port,
+        &["--authenticate_http_executors=false"],
+    );
     master.register("S1").await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     let json = [("Content-Type", "application/json")];
@@ -210,10 +216,20 @@ fn bad_flags_are_one_line_and_exit_1() {
             "--attributes=rack",
         ],
         vec!["--master=127.0.0.1:5050"],
+        // Secure by default: HTTP authentication needs --http_credentials.
+        vec!["--master=127.0.0.1:5050", "--work_dir=/tmp/agent-bad-flags"],
+        vec![
+            "--master=127.0.0.1:5050",
+            "--work_dir=/tmp/agent-bad-flags",
+            "--insecure",
+            "--http_authenticators=kerberos",
+        ],
     ] {
         let output = std::process::Command::new(env!("CARGO_BIN_EXE_mesos-agent"))
             .args(&args)
             .env_remove("MESOS_WORK_DIR")
+            .env_remove("MESOS_HTTP_CREDENTIALS")
+            .env_remove("MESOS_INSECURE")
             .output()
             .expect("run mesos-agent");
         assert_eq!(output.status.code(), Some(1), "{args:?}");

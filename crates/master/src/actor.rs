@@ -5,7 +5,7 @@
 use std::time::Instant;
 
 use mesos_common::http::{ContentType, HttpError};
-use mesos_common::transport::{Message, MessageSink, Transport};
+use mesos_common::transport::{Message, Transport};
 use mesos_common::Upid;
 use mesos_proto::v1::scheduler::Call;
 use tokio::sync::{mpsc, oneshot};
@@ -35,6 +35,8 @@ pub enum Command {
         call: Call,
         /// `Mesos-Stream-Id` header, if present.
         stream_id: Option<String>,
+        /// The principal the request authenticated as.
+        principal: Option<String>,
         /// Where the outcome goes.
         reply: oneshot::Sender<Result<CallReply, HttpError>>,
     },
@@ -47,6 +49,14 @@ pub enum Command {
     },
     /// A libprocess message.
     Message(Message),
+    /// The outcome of a SASL authentication of `pid`: its principal, or
+    /// `None` when an attempt starts or fails.
+    Authenticated {
+        /// The pid the peer claimed.
+        pid: String,
+        /// Who it proved to be.
+        principal: Option<String>,
+    },
     /// An agent's link closed.
     AgentExited {
         /// Agent id.
@@ -96,13 +106,6 @@ impl MasterHandle {
             let _ = tx.send(f(m, now));
         })));
         rx.await.ok()
-    }
-}
-
-impl MessageSink for MasterHandle {
-    fn deliver(&self, message: Message) -> bool {
-        let known = message.to == "master" || message.to.starts_with("slave-observer(");
-        known && self.send(Command::Message(message))
     }
 }
 
@@ -157,9 +160,15 @@ fn handle_command(master: &mut Master, command: Command) {
         Command::Call {
             call,
             stream_id,
+            principal,
             reply,
         } => {
-            let _ = reply.send(master.scheduler_call(call, stream_id.as_deref(), now));
+            let _ = reply.send(master.scheduler_call_as(
+                call,
+                stream_id.as_deref(),
+                principal.as_deref(),
+                now,
+            ));
         }
         Command::StreamClosed {
             framework_id,
@@ -168,6 +177,7 @@ fn handle_command(master: &mut Master, command: Command) {
         Command::Message(message) => {
             master.message(message, now);
         }
+        Command::Authenticated { pid, principal } => master.set_authenticated(&pid, principal),
         Command::AgentExited {
             agent_id,
             generation,

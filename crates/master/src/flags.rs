@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use mesos_common::flags::{duration_arg, format_duration};
+use mesos_common::auth::sasl::Mechanism;
+use mesos_common::flags::{bool_arg, duration_arg, format_duration};
 
 /// Where the registry lives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -96,6 +97,77 @@ pub struct Flags {
     )]
     pub max_completed_tasks_per_framework: usize,
 
+    /// Require agents to authenticate (SASL over libprocess messages) before
+    /// they register. Mesos's default is false; ours is true.
+    #[arg(long, alias = "authenticate_slaves", env = "MESOS_AUTHENTICATE_AGENTS", default_value = "true", num_args = 0..=1, default_missing_value = "true", value_parser = bool_arg)]
+    pub authenticate_agents: bool,
+
+    /// Require v0 (libprocess driver) frameworks to authenticate. Mesos's
+    /// default is false; ours is true.
+    #[arg(long, alias = "authenticate", env = "MESOS_AUTHENTICATE_FRAMEWORKS", default_value = "true", num_args = 0..=1, default_missing_value = "true", value_parser = bool_arg)]
+    pub authenticate_frameworks: bool,
+
+    /// Require HTTP schedulers to authenticate on /api/v1/scheduler (realm
+    /// `mesos-master-scheduler`). Mesos's default is false; ours is true.
+    #[arg(long, env = "MESOS_AUTHENTICATE_HTTP_FRAMEWORKS", default_value = "true", num_args = 0..=1, default_missing_value = "true", value_parser = bool_arg)]
+    pub authenticate_http_frameworks: bool,
+
+    /// Authenticators for HTTP schedulers (only `basic` is built in). Mesos
+    /// has no default; ours is `basic`.
+    #[arg(
+        long,
+        env = "MESOS_HTTP_FRAMEWORK_AUTHENTICATORS",
+        default_value = "basic"
+    )]
+    pub http_framework_authenticators: String,
+
+    /// Require authentication on read-only endpoints (realm
+    /// `mesos-master-readonly`). Mesos's default is false; ours is true.
+    #[arg(long, env = "MESOS_AUTHENTICATE_HTTP_READONLY", default_value = "true", num_args = 0..=1, default_missing_value = "true", value_parser = bool_arg)]
+    pub authenticate_http_readonly: bool,
+
+    /// Require authentication on read-write endpoints, `/api/v1` included
+    /// (realm `mesos-master-readwrite`). Mesos's default is false; ours is
+    /// true.
+    #[arg(long, alias = "authenticate_http", env = "MESOS_AUTHENTICATE_HTTP_READWRITE", default_value = "true", num_args = 0..=1, default_missing_value = "true", value_parser = bool_arg)]
+    pub authenticate_http_readwrite: bool,
+
+    /// Principals and secrets accepted by every authenticator: a path or
+    /// `file:///path` to `{"credentials":[{"principal":…,"secret":…}]}` or
+    /// to `principal secret` lines. Reloaded on SIGHUP.
+    #[arg(long, env = "MESOS_CREDENTIALS")]
+    pub credentials: Option<String>,
+
+    /// SASL mechanisms offered to agents and v0 frameworks, in preference
+    /// order: `scram_sha256`, `crammd5` (Mesos's only one).
+    #[arg(
+        long,
+        env = "MESOS_AUTHENTICATORS",
+        default_value = "scram_sha256,crammd5"
+    )]
+    pub authenticators: String,
+
+    /// Authenticators for the read-only and read-write realms (only
+    /// `basic` is built in).
+    #[arg(long, env = "MESOS_HTTP_AUTHENTICATORS", default_value = "basic")]
+    pub http_authenticators: String,
+
+    /// How long a SASL authentication may take before the master discards
+    /// it.
+    #[arg(long, env = "MESOS_AUTHENTICATION_V0_TIMEOUT", default_value = "15secs", value_parser = duration_arg)]
+    pub authentication_v0_timeout: Duration,
+
+    /// Append a JSON line per authentication success and failure to this
+    /// file (time, peer, principal, mechanism, outcome, reason).
+    #[arg(long, env = "MESOS_AUDIT_LOG")]
+    pub audit_log: Option<PathBuf>,
+
+    /// Turn every `--authenticate_*` flag off: anyone may register agents
+    /// and frameworks and call every endpoint. For reproducing Mesos's
+    /// default and the workshop's first step, never for a real cluster.
+    #[arg(long, env = "MESOS_INSECURE", default_value = "false", num_args = 0..=1, default_missing_value = "true", value_parser = bool_arg)]
+    pub insecure: bool,
+
     /// Maximum size of one request body or RecordIO record.
     #[arg(long, env = "MESOS_MAX_REQUEST_SIZE", default_value = "16MB", value_parser = bytes_arg)]
     pub max_request_size: u64,
@@ -106,8 +178,40 @@ fn bytes_arg(text: &str) -> Result<u64, String> {
 }
 
 impl Flags {
-    /// Checks what clap cannot: combinations and values.
-    pub fn validate(&self) -> Result<(), String> {
+    /// Checks what clap cannot, and applies `--insecure`.
+    pub fn validate(&mut self) -> Result<(), String> {
+        if self.insecure {
+            self.authenticate_agents = false;
+            self.authenticate_frameworks = false;
+            self.authenticate_http_frameworks = false;
+            self.authenticate_http_readonly = false;
+            self.authenticate_http_readwrite = false;
+        }
+        self.sasl_mechanisms()?;
+        for (flag, list) in [
+            ("--http_authenticators", &self.http_authenticators),
+            (
+                "--http_framework_authenticators",
+                &self.http_framework_authenticators,
+            ),
+        ] {
+            for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+                if name != "basic" {
+                    return Err(format!(
+                        "{flag}: unknown HTTP authenticator '{name}' (only 'basic' is built in)"
+                    ));
+                }
+            }
+        }
+        if self.any_authentication() && self.credentials.is_none() {
+            return Err(
+                "authentication is on by default and needs the principals it accepts: \
+                 pass --credentials=/path/to/credentials.json (a file holding \
+                 {\"credentials\":[{\"principal\":\"…\",\"secret\":\"…\"}]}), \
+                 or --insecure to run without authentication (never in production)"
+                    .into(),
+            );
+        }
         if self.registry == RegistryKind::Sled && self.work_dir.is_none() {
             return Err("--work_dir is required with --registry=sled".into());
         }
@@ -124,6 +228,78 @@ impl Flags {
         }
         self.parsed_weights()?;
         Ok(())
+    }
+
+    /// True when any `--authenticate_*` flag is on.
+    pub fn any_authentication(&self) -> bool {
+        self.authenticate_agents
+            || self.authenticate_frameworks
+            || self.authenticate_http_frameworks
+            || self.authenticate_http_readonly
+            || self.authenticate_http_readwrite
+    }
+
+    /// `--authenticators` as SASL mechanisms, in preference order.
+    pub fn sasl_mechanisms(&self) -> Result<Vec<Mechanism>, String> {
+        let mut mechanisms = Vec::new();
+        for name in self.authenticators.split(',').map(str::trim) {
+            let mechanism = match name {
+                "crammd5" => Mechanism::CramMd5,
+                "scram_sha256" => Mechanism::ScramSha256,
+                "" => continue,
+                other => {
+                    return Err(format!(
+                        "--authenticators: unknown authenticator '{other}' (known: scram_sha256, crammd5)"
+                    ))
+                }
+            };
+            if !mechanisms.contains(&mechanism) {
+                mechanisms.push(mechanism);
+            }
+        }
+        if mechanisms.is_empty() {
+            return Err("--authenticators must name at least one of scram_sha256, crammd5".into());
+        }
+        Ok(mechanisms)
+    }
+
+    /// Security warnings an operator must see (startup log and `/flags`).
+    pub fn security_warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        if self.insecure {
+            warnings.push(
+                "--insecure: authentication is off; any agent or framework may join and every endpoint is open"
+                    .to_string(),
+            );
+        } else {
+            for (on, what) in [
+                (
+                    self.authenticate_agents,
+                    "--authenticate_agents=false: any agent may register",
+                ),
+                (
+                    self.authenticate_frameworks,
+                    "--authenticate_frameworks=false: v0 frameworks may register unauthenticated",
+                ),
+                (
+                    self.authenticate_http_frameworks,
+                    "--authenticate_http_frameworks=false: any HTTP scheduler may subscribe",
+                ),
+                (
+                    self.authenticate_http_readonly,
+                    "--authenticate_http_readonly=false: read-only endpoints are open",
+                ),
+                (
+                    self.authenticate_http_readwrite,
+                    "--authenticate_http_readwrite=false: read-write endpoints are open",
+                ),
+            ] {
+                if !on {
+                    warnings.push(what.to_string());
+                }
+            }
+        }
+        warnings
     }
 
     /// `--weights` as pairs.
@@ -211,9 +387,40 @@ impl Flags {
                 self.max_completed_tasks_per_framework.to_string(),
             ),
             ("max_request_size".into(), self.max_request_size.to_string()),
-            ("authenticate_frameworks".into(), "false".into()),
-            ("authenticate_agents".into(), "false".into()),
-            ("authenticate_http_frameworks".into(), "false".into()),
+            (
+                "authenticate_frameworks".into(),
+                self.authenticate_frameworks.to_string(),
+            ),
+            (
+                "authenticate_agents".into(),
+                self.authenticate_agents.to_string(),
+            ),
+            (
+                "authenticate_http_frameworks".into(),
+                self.authenticate_http_frameworks.to_string(),
+            ),
+            (
+                "authenticate_http_readonly".into(),
+                self.authenticate_http_readonly.to_string(),
+            ),
+            (
+                "authenticate_http_readwrite".into(),
+                self.authenticate_http_readwrite.to_string(),
+            ),
+            (
+                "http_framework_authenticators".into(),
+                self.http_framework_authenticators.clone(),
+            ),
+            ("authenticators".into(), self.authenticators.clone()),
+            (
+                "http_authenticators".into(),
+                self.http_authenticators.clone(),
+            ),
+            (
+                "authentication_v0_timeout".into(),
+                format_duration(self.authentication_v0_timeout),
+            ),
+            ("insecure".into(), self.insecure.to_string()),
         ];
         let optional = [
             ("advertise_ip", self.advertise_ip.map(|v| v.to_string())),
@@ -226,6 +433,12 @@ impl Flags {
             ),
             ("weights", self.weights.clone()),
             ("roles", self.roles.clone()),
+            // A path, never the secrets (inline JSON is refused at load).
+            ("credentials", self.credentials.clone()),
+            (
+                "audit_log",
+                self.audit_log.as_ref().map(|p| p.display().to_string()),
+            ),
         ];
         for (name, value) in optional {
             if let Some(value) = value {
@@ -243,8 +456,14 @@ mod tests {
 
     #[test]
     fn defaults_are_mesos_defaults() {
-        let flags = Flags::try_parse_from(["mesos-master", "--work_dir=/tmp/x"]).expect("parses");
+        let mut flags = Flags::try_parse_from([
+            "mesos-master",
+            "--work_dir=/tmp/x",
+            "--credentials=/tmp/creds.json",
+        ])
+        .expect("parses");
         assert_eq!(flags.port, 5050);
+        assert!(flags.authenticate_agents && flags.authenticate_http_frameworks);
         assert_eq!(flags.allocation_interval, Duration::from_secs(1));
         assert_eq!(flags.agent_ping_timeout, Duration::from_secs(15));
         assert_eq!(flags.max_agent_ping_timeouts, 5);
@@ -255,14 +474,73 @@ mod tests {
     fn bad_values_are_refused() {
         assert!(Flags::try_parse_from(["mesos-master", "--allocation_interval=soon"]).is_err());
         assert!(Flags::try_parse_from(["mesos-master", "--port=99999"]).is_err());
-        let flags = Flags::try_parse_from(["mesos-master"]).expect("parses");
+        let mut flags = Flags::try_parse_from(["mesos-master", "--insecure"]).expect("parses");
         assert_eq!(
             flags.validate().expect_err("needs work_dir"),
             "--work_dir is required with --registry=sled"
         );
-        let flags =
-            Flags::try_parse_from(["mesos-master", "--registry=in_memory", "--weights=a=x"])
-                .expect("parses");
+        let mut flags = Flags::try_parse_from([
+            "mesos-master",
+            "--insecure",
+            "--registry=in_memory",
+            "--weights=a=x",
+        ])
+        .expect("parses");
         assert!(flags.validate().is_err());
+    }
+
+    #[test]
+    fn authentication_is_on_by_default_and_needs_credentials() {
+        let mut flags =
+            Flags::try_parse_from(["mesos-master", "--registry=in_memory"]).expect("parses");
+        let error = flags.validate().expect_err("no credentials");
+        assert!(error.contains("--credentials="), "{error}");
+        assert!(error.contains("--insecure"), "{error}");
+    }
+
+    #[test]
+    fn insecure_turns_every_authenticate_flag_off_and_warns() {
+        let mut flags =
+            Flags::try_parse_from(["mesos-master", "--registry=in_memory", "--insecure"])
+                .expect("parses");
+        flags.validate().expect("insecure needs no credentials");
+        assert!(!flags.any_authentication());
+        assert_eq!(flags.security_warnings().len(), 1);
+        assert!(flags.to_map().contains(&("insecure".into(), "true".into())));
+    }
+
+    #[test]
+    fn mesos_boolean_spellings_are_accepted() {
+        let flags = Flags::try_parse_from([
+            "mesos-master",
+            "--authenticate_agents=0",
+            "--authenticate_http_readonly=false",
+            "--authenticate_frameworks",
+        ])
+        .expect("parses");
+        assert!(!flags.authenticate_agents);
+        assert!(!flags.authenticate_http_readonly);
+        assert!(flags.authenticate_frameworks);
+        assert!(Flags::try_parse_from(["mesos-master", "--authenticate_agents=yes"]).is_err());
+    }
+
+    #[test]
+    fn unknown_authenticators_are_refused() {
+        let mut flags = Flags::try_parse_from([
+            "mesos-master",
+            "--insecure",
+            "--registry=in_memory",
+            "--authenticators=kerberos",
+        ])
+        .expect("parses");
+        assert!(flags.validate().expect_err("unknown").contains("kerberos"));
+        let mut flags = Flags::try_parse_from([
+            "mesos-master",
+            "--insecure",
+            "--registry=in_memory",
+            "--http_authenticators=jwt",
+        ])
+        .expect("parses");
+        assert!(flags.validate().expect_err("unknown").contains("jwt"));
     }
 }

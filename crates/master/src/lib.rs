@@ -4,6 +4,7 @@
 
 pub mod actor;
 pub mod allocator;
+pub mod authn;
 pub mod core;
 pub mod flags;
 pub mod http;

@@ -3,7 +3,7 @@
 use mesos_master::flags::Flags;
 
 fn main() {
-    let flags: Flags = mesos_common::flags::parse_or_exit();
+    let mut flags: Flags = mesos_common::flags::parse_or_exit();
     if let Err(e) = flags.validate() {
         mesos_common::flags::fail(e);
     }

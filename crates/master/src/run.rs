@@ -3,10 +3,12 @@
 use std::sync::Arc;
 
 use anyhow::Context;
+use mesos_common::auth::audit::AuditLog;
 use mesos_common::transport::Transport;
 use mesos_common::Upid;
 use tokio::net::TcpListener;
 
+use crate::authn::{Authn, Gate, Realms, Settings};
 use crate::core::{Config, Master};
 use crate::flags::{Flags, RegistryKind};
 use crate::registry::{InMemoryRegistry, Registry, SledRegistry};
@@ -20,6 +22,7 @@ pub async fn run(flags: Flags) -> anyhow::Result<()> {
     let advertised_port = flags.advertise_port.unwrap_or(port);
     let ip = flags.advertised_ip().to_string();
     let upid = Upid::new("master", ip.clone(), advertised_port);
+    let hostname = flags.hostname.clone().unwrap_or_else(|| ip.clone());
     let registry: Box<dyn Registry> = match flags.registry {
         RegistryKind::Sled => {
             let dir = flags
@@ -37,7 +40,7 @@ pub async fn run(flags: Flags) -> anyhow::Result<()> {
     };
     let config = Config {
         upid: upid.clone(),
-        hostname: flags.hostname.clone().unwrap_or_else(|| ip.clone()),
+        hostname: hostname.clone(),
         agent_ping_timeout: flags.agent_ping_timeout,
         max_agent_ping_timeouts: flags.max_agent_ping_timeouts,
         agent_reregister_timeout: flags.agent_reregister_timeout,
@@ -46,13 +49,25 @@ pub async fn run(flags: Flags) -> anyhow::Result<()> {
         max_completed_frameworks: flags.max_completed_frameworks,
         max_completed_tasks_per_framework: flags.max_completed_tasks_per_framework,
         weights: flags.parsed_weights().map_err(anyhow::Error::msg)?,
+        authenticate_agents: flags.authenticate_agents,
     };
+    let authn = authn_from_flags(&flags, &hostname)?;
     let master = Master::new(config, registry).context("recovering the registry")?;
     tracing::info!(id = %master.info.id, pid = %upid, "master started");
-    let handle = crate::actor::spawn(master, Transport::default(), flags.allocation_interval);
+    let transport = Transport::default();
+    let handle = crate::actor::spawn(master, transport.clone(), flags.allocation_interval);
+    let gate = Gate {
+        authn: authn.clone(),
+        master: handle.clone(),
+        transport,
+        self_upid: upid.clone(),
+    };
+    reload_on_sighup(authn.clone());
     let state = crate::http::AppState {
         master: handle,
         flags: Arc::new(flags),
+        authn,
+        gate,
     };
     let app = crate::http::router(state);
     println!("Master listening on http://{}:{}", ip, advertised_port);
@@ -60,4 +75,55 @@ pub async fn run(flags: Flags) -> anyhow::Result<()> {
         .await
         .context("serving")?;
     Ok(())
+}
+
+/// Builds the authenticators and says, as Mesos does, what is required.
+fn authn_from_flags(flags: &Flags, hostname: &str) -> anyhow::Result<Authn> {
+    if flags.authenticate_frameworks {
+        tracing::info!("Master only allowing authenticated frameworks to register");
+    }
+    if flags.authenticate_agents {
+        tracing::info!("Master only allowing authenticated agents to register");
+    }
+    if flags.authenticate_http_frameworks {
+        tracing::info!("Master only allowing authenticated HTTP frameworks to register");
+    }
+    for warning in flags.security_warnings() {
+        tracing::warn!("SECURITY: {warning}");
+    }
+    let audit = match &flags.audit_log {
+        Some(path) => AuditLog::open(path)
+            .with_context(|| format!("opening --audit_log {}", path.display()))?,
+        None => AuditLog::disabled(),
+    };
+    let settings = Settings {
+        credentials_path: flags.credentials.clone(),
+        mechanisms: flags.sasl_mechanisms().map_err(anyhow::Error::msg)?,
+        hostname: hostname.to_string(),
+        timeout: flags.authentication_v0_timeout,
+        realms: Realms {
+            scheduler: flags.authenticate_http_frameworks,
+            readonly: flags.authenticate_http_readonly,
+            readwrite: flags.authenticate_http_readwrite,
+        },
+        audit,
+    };
+    Authn::new(settings).map_err(|e| anyhow::anyhow!("--credentials: {e}"))
+}
+
+/// Reloads `--credentials` on SIGHUP; a bad file keeps the old ones.
+fn reload_on_sighup(authn: Authn) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+        tracing::warn!("cannot listen for SIGHUP: credentials will not reload");
+        return;
+    };
+    tokio::spawn(async move {
+        while hangups.recv().await.is_some() {
+            match authn.reload() {
+                Ok(count) => tracing::info!(principals = count, "SIGHUP: reloaded --credentials"),
+                Err(e) => tracing::warn!("SIGHUP: keeping the current credentials: {e}"),
+            }
+        }
+    });
 }

@@ -162,6 +162,11 @@ def parse_args():
     p.add_argument("--checkpoint", action="store_true",
                    help="set FrameworkInfo.checkpoint (implied by --long): tasks survive agent restarts")
     p.add_argument("--name", default="pymesos-echo")
+    p.add_argument("--principal", default=os.environ.get("MESOS_PRINCIPAL"),
+                   help="HTTP Basic principal (default: $MESOS_PRINCIPAL)")
+    p.add_argument("--secret", default=os.environ.get("MESOS_SECRET"),
+                   help="HTTP Basic secret (default: $MESOS_SECRET; prefer the "
+                        "variable, arguments are visible in ps)")
     args = p.parse_args()
     if args.long:
         args.cmd = "sleep 3600"
@@ -181,7 +186,8 @@ def main():
         framework["checkpoint"] = True
     if args.resubscribe is not None:
         framework["id"] = {"value": args.resubscribe}
-    driver = MesosSchedulerDriver(sched, framework, args.master, use_addict=True)
+    driver = MesosSchedulerDriver(sched, framework, args.master, use_addict=True,
+                                  principal=args.principal, secret=args.secret)
 
     def result(**extra):
         with sched.lock:

@@ -10,6 +10,86 @@ use serde_json::Value;
 
 pub mod scheduler;
 
+/// The agents' principal in every test cluster's credentials.
+pub const AGENT_PRINCIPAL: &str = "test-agent";
+/// Its secret.
+pub const AGENT_SECRET: &str = "agent-secret-0d1f";
+/// The frameworks' principal.
+pub const FRAMEWORK_PRINCIPAL: &str = "test-framework";
+/// Its secret.
+pub const FRAMEWORK_SECRET: &str = "framework-secret-7c2a";
+/// The operators' principal (endpoints, `/api/v1`).
+pub const OPERATOR_PRINCIPAL: &str = "test-operator";
+/// Its secret.
+pub const OPERATOR_SECRET: &str = "operator-secret-91be";
+
+/// `Authorization` header value for HTTP Basic.
+pub fn basic_auth(principal: &str, secret: &str) -> String {
+    use base64::Engine;
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{principal}:{secret}"))
+    )
+}
+
+/// The operator's `Authorization` header value.
+pub fn operator_auth() -> String {
+    basic_auth(OPERATOR_PRINCIPAL, OPERATOR_SECRET)
+}
+
+/// The framework's `Authorization` header value.
+pub fn framework_auth() -> String {
+    basic_auth(FRAMEWORK_PRINCIPAL, FRAMEWORK_SECRET)
+}
+
+fn auth_headers(value: &str) -> reqwest::header::HeaderMap {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        reqwest::header::HeaderValue::from_str(value).expect("header value"),
+    );
+    headers
+}
+
+/// An async client that authenticates as the test framework.
+pub fn framework_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .default_headers(auth_headers(&framework_auth()))
+        .build()
+        .expect("http client")
+}
+
+/// An async client that authenticates as the test operator.
+pub fn operator_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .default_headers(auth_headers(&operator_auth()))
+        .build()
+        .expect("http client")
+}
+
+/// A blocking client that authenticates as `principal`.
+pub fn blocking_client_as(principal: &str, secret: &str) -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .default_headers(auth_headers(&basic_auth(principal, secret)))
+        .build()
+        .expect("http client")
+}
+
+/// Writes a file only its owner may read.
+pub fn write_private(path: &Path, text: &str) {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .unwrap_or_else(|e| panic!("create {}: {e}", path.display()));
+    file.write_all(text.as_bytes()).expect("write credentials");
+}
+
 /// Directory holding the workspace's binaries (`target/<profile>`).
 pub fn bin_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
@@ -106,6 +186,10 @@ pub struct Cluster {
     /// under their root at startup, so clusters running side by side must
     /// not share one.
     pub cgroups_root: String,
+    /// Extra agent flags.
+    pub agent_args: Vec<String>,
+    /// Whether agents get `--credential` (unless `agent_args` has one).
+    pub agent_credential: bool,
 }
 
 impl Cluster {
@@ -125,13 +209,47 @@ impl Cluster {
             agents: Vec::new(),
             master_args: master_args.iter().map(|s| s.to_string()).collect(),
             cgroups_root: format!("mesos-test-{}", uuid::Uuid::new_v4()),
+            agent_args: Vec::new(),
+            agent_credential: true,
         };
+        cluster.write_credentials();
         cluster.start_master();
         for _ in 0..agents {
             cluster.add_agent();
         }
         cluster.wait_for_agents(agents);
         cluster
+    }
+
+    /// A cluster with no agents yet, whose master runs with `master_args`
+    /// (agents are added with [`Cluster::add_agent`] after setting
+    /// [`Cluster::agent_args`]).
+    pub fn master_only(master_args: &[&str]) -> Cluster {
+        Self::start_with(0, master_args)
+    }
+
+    /// Secure by default, like the binaries: every cluster has
+    /// credentials for an agent, a framework and an operator.
+    fn write_credentials(&self) {
+        let all = serde_json::json!({"credentials": [
+            {"principal": AGENT_PRINCIPAL, "secret": AGENT_SECRET},
+            {"principal": FRAMEWORK_PRINCIPAL, "secret": FRAMEWORK_SECRET},
+            {"principal": OPERATOR_PRINCIPAL, "secret": OPERATOR_SECRET},
+        ]});
+        write_private(&self.credentials_path(), &all.to_string());
+        let agent = serde_json::json!({"principal": AGENT_PRINCIPAL, "secret": AGENT_SECRET});
+        write_private(&self.agent_credential_path(), &agent.to_string());
+    }
+
+    /// The master's `--credentials` file (also the agents'
+    /// `--http_credentials`).
+    pub fn credentials_path(&self) -> PathBuf {
+        self.dir.path().join("credentials.json")
+    }
+
+    /// The agents' `--credential` file.
+    pub fn agent_credential_path(&self) -> PathBuf {
+        self.dir.path().join("agent-credential.json")
     }
 
     /// `127.0.0.1:<port>` of the master.
@@ -151,6 +269,7 @@ impl Cluster {
             format!("--port={}", self.master_port),
             format!("--work_dir={}", self.dir.path().join("master").display()),
             "--allocation_interval=100ms".to_string(),
+            format!("--credentials={}", self.credentials_path().display()),
         ];
         args.extend(self.master_args.iter().cloned());
         let log = self.dir.path().join(format!(
@@ -178,7 +297,7 @@ impl Cluster {
     pub fn start_agent(&mut self, index: usize) {
         let port = self.agent_ports[index];
         let work_dir = self.dir.path().join(format!("agent{index}"));
-        let args = vec![
+        let mut args = vec![
             format!("--master={}", self.master_address()),
             "--ip=127.0.0.1".to_string(),
             format!("--port={port}"),
@@ -186,7 +305,20 @@ impl Cluster {
             "--resources=cpus:4;mem:4096;disk:10000;ports:[31000-32000]".to_string(),
             "--registration_backoff_factor=100ms".to_string(),
             format!("--cgroups_root={}", self.cgroups_root),
+            format!("--http_credentials={}", self.credentials_path().display()),
         ];
+        if self.agent_credential
+            && !self
+                .agent_args
+                .iter()
+                .any(|a| a.starts_with("--credential="))
+        {
+            args.push(format!(
+                "--credential={}",
+                self.agent_credential_path().display()
+            ));
+        }
+        args.extend(self.agent_args.iter().cloned());
         let log = self
             .dir
             .path()
@@ -213,6 +345,36 @@ impl Cluster {
                         .map(|a| a.iter().filter(|s| s["active"] == true).count())
                 }) == Some(n)
             },
+        );
+    }
+
+    /// The master's log so far.
+    pub fn master_log(&self) -> String {
+        self.master.as_ref().map(Proc::log_text).unwrap_or_default()
+    }
+
+    /// Agent `index`'s log so far.
+    pub fn agent_log(&self, index: usize) -> String {
+        self.agents[index]
+            .as_ref()
+            .map(Proc::log_text)
+            .unwrap_or_default()
+    }
+
+    /// Waits until agent `index`'s process has exited; its exit code.
+    pub fn wait_agent_exit(&mut self, index: usize, timeout: Duration) -> Option<i32> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(proc) = self.agents[index].as_mut() {
+                if let Ok(Some(status)) = proc.child.try_wait() {
+                    return Some(status.code().unwrap_or(-1));
+                }
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!(
+            "agent {index} still running after {timeout:?}:\n{}",
+            self.agent_log(index)
         );
     }
 
@@ -285,8 +447,19 @@ fn blocking_client() -> reqwest::blocking::Client {
         .expect("http client")
 }
 
-/// GET → status code, `None` when the server is unreachable.
+/// GET as the test operator → status code, `None` when the server is
+/// unreachable.
 pub fn http_status(url: &str) -> Option<u16> {
+    blocking_client()
+        .get(url)
+        .header("Authorization", operator_auth())
+        .send()
+        .ok()
+        .map(|r| r.status().as_u16())
+}
+
+/// GET with no credentials → status code.
+pub fn http_status_anonymous(url: &str) -> Option<u16> {
     blocking_client()
         .get(url)
         .send()
@@ -294,9 +467,15 @@ pub fn http_status(url: &str) -> Option<u16> {
         .map(|r| r.status().as_u16())
 }
 
-/// GET → JSON body, `None` on any failure.
+/// GET as the test operator → JSON body, `None` on any failure.
 pub fn get_json(url: &str) -> Option<Value> {
-    blocking_client().get(url).send().ok()?.json().ok()
+    blocking_client()
+        .get(url)
+        .header("Authorization", operator_auth())
+        .send()
+        .ok()?
+        .json()
+        .ok()
 }
 
 /// The Python interpreter with pymesos, or `None` (tests then skip with a

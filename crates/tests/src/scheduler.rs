@@ -38,7 +38,7 @@ pub struct OneTask<'a> {
 /// returns the task states seen in order, ending with `until` (panics if it
 /// does not get there within 60 s).
 pub async fn run_one_task(master_url: &str, job: OneTask<'_>) -> Vec<v1::TaskState> {
-    let client = reqwest::Client::new();
+    let client = crate::framework_client();
     let url = format!("{master_url}/api/v1/scheduler");
     let post = |body: Vec<u8>, stream_id: Option<String>| {
         let mut request = client

@@ -88,3 +88,36 @@ fn flags_are_read_from_mesos_environment_variables() {
     );
     assert!(stderr.contains("soon"), "{stderr}");
 }
+
+#[test]
+fn master_without_credentials_refuses_to_start_and_says_what_to_pass() {
+    let (code, _, stderr) = run("mesos-master", &["--registry=in_memory"], &[]);
+    assert_eq!(code, 1, "{stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("--credentials="), "{stderr}");
+    assert!(stderr.contains("--insecure"), "{stderr}");
+}
+
+#[test]
+fn malformed_credentials_file_is_one_startup_error_naming_file_and_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("credentials.json");
+    mesos_tests::write_private(
+        &path,
+        "{\"credentials\":[\n{\"principal\":\"a\",\"secret\":\"hunter2\"},\n{\"principal\":}]}",
+    );
+    let (code, _, stderr) = run(
+        "mesos-master",
+        &[
+            "--registry=in_memory",
+            "--port=0",
+            &format!("--credentials={}", path.display()),
+        ],
+        &[],
+    );
+    assert_eq!(code, 1, "{stderr}");
+    let last = stderr.trim_end().lines().last().unwrap_or_default();
+    assert!(last.contains(&path.display().to_string()), "{stderr}");
+    assert!(last.contains("line 3"), "{stderr}");
+    assert!(!stderr.contains("hunter2"), "the secret leaked: {stderr}");
+}

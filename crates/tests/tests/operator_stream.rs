@@ -45,7 +45,7 @@ async fn operator_stream_shows_a_framework_and_its_task_running() {
         .await
         .expect("cluster");
     let master = cluster.master_url();
-    let client = reqwest::Client::new();
+    let client = mesos_tests::operator_client();
     let mut events = operator_events(&client, &master).await;
 
     let first = tokio::time::timeout(Duration::from_secs(10), events.recv())

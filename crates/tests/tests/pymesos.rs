@@ -48,6 +48,8 @@ fn pymesos_runs_echo_tasks_to_finished_and_stdout_is_readable() {
     };
     let cluster = Cluster::start(1);
     let output = Command::new(&python)
+        .env("MESOS_PRINCIPAL", mesos_tests::FRAMEWORK_PRINCIPAL)
+        .env("MESOS_SECRET", mesos_tests::FRAMEWORK_SECRET)
         .arg(script("pymesos_echo.py"))
         .args([
             "--master",
@@ -147,6 +149,8 @@ struct LongScheduler {
 impl LongScheduler {
     fn start(python: &std::path::Path, master: &str) -> Self {
         let mut child = Command::new(python)
+            .env("MESOS_PRINCIPAL", mesos_tests::FRAMEWORK_PRINCIPAL)
+            .env("MESOS_SECRET", mesos_tests::FRAMEWORK_SECRET)
             .arg(script("pymesos_echo.py"))
             .args(["--master", master, "--long", "--timeout", "60"])
             .stdout(Stdio::piped())

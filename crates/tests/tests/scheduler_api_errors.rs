@@ -33,6 +33,15 @@ fn request(
     for (k, v) in headers {
         text.push_str(&format!("{k}: {v}\r\n"));
     }
+    if !headers
+        .iter()
+        .any(|(k, _)| k.eq_ignore_ascii_case("authorization"))
+    {
+        text.push_str(&format!(
+            "Authorization: {}\r\n",
+            mesos_tests::framework_auth()
+        ));
+    }
     text.push_str("Connection: close\r\n\r\n");
     stream.write_all(text.as_bytes()).expect("write");
     stream.write_all(body).expect("write body");
@@ -196,7 +205,8 @@ fn malformed_and_unauthorised_calls_get_mesos_status_codes() {
     stream
         .write_all(
             format!(
-                "POST {path} HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+                "POST {path} HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\nAuthorization: {}\r\nContent-Length: {}\r\n\r\n",
+                mesos_tests::framework_auth(),
                 subscribe.len()
             )
             .as_bytes(),
@@ -288,7 +298,10 @@ fn subscribe_failures_are_one_error_event_on_a_200_stream() {
     let cluster = Cluster::start(0);
     let address = cluster.master_address();
     let body = br#"{"type":"SUBSCRIBE","subscribe":{"framework_info":{"user":"u","name":"n","role":"a b"}}}"#;
-    let client = reqwest::blocking::Client::new();
+    let client = mesos_tests::blocking_client_as(
+        mesos_tests::FRAMEWORK_PRINCIPAL,
+        mesos_tests::FRAMEWORK_SECRET,
+    );
     let response = client
         .post(format!("{}/api/v1/scheduler", cluster.master_url()))
         .header("Content-Type", "application/json")
@@ -333,7 +346,10 @@ fn version_is_numeric_and_classic_aliases_answer() {
     ] {
         assert_eq!(http_status(&format!("{url}{path}")), Some(200), "{path}");
     }
-    let client = reqwest::blocking::Client::new();
+    let client = mesos_tests::blocking_client_as(
+        mesos_tests::OPERATOR_PRINCIPAL,
+        mesos_tests::OPERATOR_SECRET,
+    );
     let r = client
         .get(format!("{url}/master/state?jsonp=cb"))
         .send()

@@ -927,6 +927,15 @@ impl Agent {
                 }
             }
         };
+        // Set last, so an executor's own environment cannot replace it.
+        if let Some(token) = crate::auth::executor_token(
+            self.config.jwt_key.as_ref(),
+            framework_id,
+            executor_id,
+            &executor.container_id,
+        ) {
+            set_env(&mut env, crate::auth::EXECUTOR_TOKEN_ENV, token);
+        }
         let all_resources = executor.info.resources.iter().chain(
             executor
                 .tasks
@@ -1561,6 +1570,7 @@ impl Agent {
         &mut self,
         call: exec::Call,
         accept: ContentType,
+        container: Option<String>,
     ) -> ExecutorReply {
         let _ = accept;
         let framework_id = call.framework_id.value.clone();
@@ -1582,6 +1592,16 @@ impl Agent {
         let Some(executor) = self.executor_mut(&framework_id, &executor_id) else {
             return ExecutorReply::Error(HttpError::bad_request("Executor cannot be found"));
         };
+        if let Some(container) = container {
+            if container != executor.container_id {
+                tracing::warn!(framework_id, executor_id, token_container = %container, container_id = %executor.container_id,
+                    "refusing an executor call: its token is for another run of the executor");
+                return ExecutorReply::Error(HttpError::new(
+                    StatusCode::FORBIDDEN,
+                    "The executor authentication token is for another container of this executor",
+                ));
+            }
+        }
         let state = executor.state;
         match call.r#type() {
             exec::call::Type::Subscribe => self.subscribe(

@@ -2,11 +2,13 @@
 //! the master, executor API calls, process exits and timers arrive as
 //! [`Input`]s on one channel; handlers elsewhere only decode and forward.
 //!
-//! Submodules: [`registration`] (master (re)registration, pings),
+//! Submodules: [`authenticatee`] (SASL authentication with the master),
+//! [`registration`] (master (re)registration, pings),
 //! [`executors`] (tasks, executors and their containers, status updates),
 //! [`recovery`] (reading checkpoints after a restart) and [`state_json`]
 //! (the `/state` view).
 
+pub mod authenticatee;
 mod executors;
 mod recovery;
 mod registration;
@@ -104,6 +106,9 @@ pub struct ExecutorRequest {
     pub call: exec::Call,
     /// Encoding of the event stream (SUBSCRIBE).
     pub accept: ContentType,
+    /// The container the caller's token is for (`None` when executor
+    /// authentication is off): it must be the executor's current run.
+    pub container: Option<String>,
     /// The answer.
     pub reply: oneshot::Sender<ExecutorReply>,
 }
@@ -147,7 +152,7 @@ pub struct AgentSink {
 
 impl MessageSink for AgentSink {
     fn deliver(&self, message: Message) -> bool {
-        if message.to != "slave(1)" {
+        if message.to != "slave(1)" && !message.to.starts_with(authenticatee::PROCESS_PREFIX) {
             return false;
         }
         self.tx.send(Input::Message(message)).is_ok()
@@ -155,7 +160,7 @@ impl MessageSink for AgentSink {
 }
 
 /// A handle for the HTTP edges: sends inputs to the agent task.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct AgentHandle {
     tx: mpsc::UnboundedSender<Input>,
 }
@@ -169,13 +174,20 @@ impl AgentHandle {
     }
 
     /// Hands an executor call to the agent and waits for its answer.
-    pub async fn executor_call(&self, call: exec::Call, accept: ContentType) -> ExecutorReply {
+    /// `container` is the container the caller authenticated for.
+    pub async fn executor_call(
+        &self,
+        call: exec::Call,
+        accept: ContentType,
+        container: Option<String>,
+    ) -> ExecutorReply {
         let (reply, rx) = oneshot::channel();
         if self
             .tx
             .send(Input::Executor(Box::new(ExecutorRequest {
                 call,
                 accept,
+                container,
                 reply,
             })))
             .is_err()
@@ -307,6 +319,8 @@ pub struct Agent {
     pub(crate) resources_json: serde_json::Value,
     pub(crate) start_time: f64,
     pub(crate) registration: Registration,
+    /// Authentication with the master, when the agent has a credential.
+    pub(crate) authenticatee: Option<authenticatee::Authenticatee>,
     pub(crate) frameworks: BTreeMap<String, Framework>,
     pub(crate) completed_frameworks: VecDeque<Framework>,
     pub(crate) sum: StatusUpdateManager,
@@ -360,7 +374,17 @@ impl Agent {
             id: None,
             domain: None,
         };
+        let authenticatee = config.credential.clone().map(|credential| {
+            authenticatee::Authenticatee::new(authenticatee::Settings {
+                credential,
+                mechanisms: config.mechanisms.clone(),
+                backoff_factor: config.flags.authentication_backoff_factor,
+                timeout_min: config.flags.authentication_timeout_min,
+                timeout_max: config.flags.authentication_timeout_max,
+            })
+        });
         Self {
+            authenticatee,
             layout: Layout::new(config.flags.work_dir.clone()),
             master: config.master.clone(),
             config,
@@ -435,10 +459,14 @@ impl Agent {
     }
 
     fn next_deadline(&self) -> Option<Instant> {
-        [self.sum.next_deadline(), self.registration.next_deadline()]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            self.sum.next_deadline(),
+            self.registration.next_deadline(),
+            self.authentication_deadline(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     fn on_timer(&mut self, now: Instant) {
@@ -454,7 +482,7 @@ impl Agent {
         match input {
             Input::Message(message) => self.on_message(message),
             Input::Executor(request) => {
-                let reply = self.on_executor_call(request.call, request.accept);
+                let reply = self.on_executor_call(request.call, request.accept, request.container);
                 let _ = request.reply.send(reply);
             }
             Input::ExecutorExited {
@@ -503,6 +531,12 @@ impl Agent {
             .strip_prefix("mesos.internal.")
             .unwrap_or(&message.name)
             .to_string();
+        // Authentication replies come from the master's session process to
+        // the attempt's own process.
+        if message.to.starts_with(authenticatee::PROCESS_PREFIX) {
+            self.on_authentication_message(message);
+            return;
+        }
         // Pings come from the master's per-agent observer process, not from
         // `master` itself; they only earn a pong to their sender.
         if name == "PingSlaveMessage" {
@@ -559,7 +593,7 @@ impl Agent {
                 self.on_status_ack(decode!(m::StatusUpdateAcknowledgementMessage))
             }
             "UpdateFrameworkMessage" => self.update_framework(decode!(m::UpdateFrameworkMessage)),
-            "ShutdownMessage" => self.on_shutdown(decode!(m::ShutdownMessage)),
+            "ShutdownMessage" => self.on_shutdown(&message.from, decode!(m::ShutdownMessage)),
             other => tracing::debug!(
                 message = other,
                 "ignoring message this agent does not handle"
@@ -587,18 +621,26 @@ impl Agent {
         }
     }
 
-    fn on_shutdown(&mut self, msg: mesos_proto::internal::ShutdownMessage) {
-        tracing::warn!(
-            reason = msg.message.as_deref().unwrap_or(""),
-            "the master asked this agent to shut down; shutting down all executors"
-        );
+    fn on_shutdown(&mut self, from: &Upid, msg: mesos_proto::internal::ShutdownMessage) {
+        match msg.message.as_deref().filter(|m| !m.is_empty()) {
+            Some(why) => tracing::warn!("Agent asked to shut down by {from} because '{why}'"),
+            None => tracing::warn!("Agent asked to shut down by {from}"),
+        }
+        if self.shutting_down {
+            return;
+        }
         self.shutting_down = true;
+        self.stop_registration();
         // A shut down agent must not come back under the same id.
         let latest = self.layout.latest_agent();
         if let Err(e) = std::fs::remove_file(&latest) {
             if e.kind() != std::io::ErrorKind::NotFound {
                 tracing::warn!(path = %latest.display(), "cannot remove: {e}");
             }
+        }
+        if self.frameworks.is_empty() {
+            let _ = self.tx.send(Input::Exit);
+            return;
         }
         let ids: Vec<String> = self.frameworks.keys().cloned().collect();
         for id in ids {

@@ -1,15 +1,18 @@
-//! Registration with the master: `RegisterSlaveMessage` (or
-//! `ReregisterSlaveMessage` once the agent has an id), retried with Mesos's
-//! backoff (a random delay in `[0, b]`, `b` starting at
+//! Registration with the master: authentication first when the agent has a
+//! `--credential` (see [`super::authenticatee`]), then `RegisterSlaveMessage`
+//! (or `ReregisterSlaveMessage` once the agent has an id), retried with
+//! Mesos's backoff (a random delay in `[0, b]`, `b` starting at
 //! `--registration_backoff_factor` and doubling up to one minute) until the
 //! master answers; pings and the link decide when the master is lost.
 
 use std::time::{Duration, Instant};
 
+use mesos_common::transport::Message;
 use mesos_common::Upid;
 use mesos_proto::internal as m;
 use mesos_proto::v1;
 
+use super::authenticatee::{Action, Reply, Request};
 use super::{fatal_checkpoint, random_fraction, Agent, ExecutorKind, ExecutorState, Input};
 use crate::checkpoint;
 
@@ -24,6 +27,8 @@ const DEFAULT_PING_TIMEOUT: Duration = Duration::from_secs(75);
 pub enum Phase {
     /// Reading checkpoints and waiting for executors to re-subscribe.
     Recovering,
+    /// Authenticating with the master before registering.
+    Authenticating,
     /// Sending (re)registrations.
     Registering,
     /// Registered; pings expected.
@@ -52,7 +57,8 @@ impl Registration {
 
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
         match self.phase {
-            Phase::Recovering => None,
+            // The authenticatee has its own deadline.
+            Phase::Recovering | Phase::Authenticating => None,
             Phase::Registering => self.next_attempt,
             Phase::Registered => self.ping_deadline,
         }
@@ -85,18 +91,189 @@ pub(crate) fn agent_capabilities() -> Vec<v1::agent_info::Capability> {
 }
 
 impl Agent {
-    /// Starts (re)registering: the first attempt after a random delay in
-    /// `[0, --registration_backoff_factor]`.
+    /// A (newly) detected master: authenticates first when the agent has a
+    /// credential, then registers.
     pub(crate) fn start_registration(&mut self, now: Instant) {
-        let factor = self.config.flags.registration_backoff_factor;
-        self.registration.phase = Phase::Registering;
-        self.registration.max_backoff = factor;
-        self.registration.next_attempt = Some(now + factor.mul_f64(random_fraction()));
+        if self.shutting_down {
+            return;
+        }
         self.registration.ping_deadline = None;
+        self.registration.next_attempt = None;
+        tracing::info!("New master detected at {}", self.master);
+        match self.authenticatee.as_mut() {
+            Some(authenticatee) => {
+                self.registration.phase = Phase::Authenticating;
+                tracing::info!("Authenticating with master {}", self.master);
+                let action =
+                    authenticatee.start(&self.master, &self.self_pid, now, random_fraction());
+                self.authentication_action(action);
+            }
+            None => {
+                tracing::info!(
+                    "No credentials provided. Attempting to register without authentication"
+                );
+                let first = self
+                    .config
+                    .flags
+                    .registration_backoff_factor
+                    .mul_f64(random_fraction());
+                self.start_registering(now, first);
+            }
+        }
+    }
+
+    /// Starts sending (re)registrations, the first after `first`.
+    fn start_registering(&mut self, now: Instant, first: Duration) {
+        self.registration.phase = Phase::Registering;
+        self.registration.max_backoff = self.config.flags.registration_backoff_factor;
+        self.registration.next_attempt = Some(now + first);
+        self.registration.ping_deadline = None;
+    }
+
+    /// The authenticatee's deadline, while authenticating.
+    pub(crate) fn authentication_deadline(&self) -> Option<Instant> {
+        if self.registration.phase != Phase::Authenticating {
+            return None;
+        }
+        self.authenticatee.as_ref().and_then(|a| a.deadline())
+    }
+
+    /// A message addressed to one of our `authenticatee(N)` processes.
+    pub(crate) fn on_authentication_message(&mut self, message: Message) {
+        let name = message
+            .name
+            .strip_prefix("mesos.internal.")
+            .unwrap_or(&message.name);
+        let reply = match name {
+            "AuthenticationMechanismsMessage" => message
+                .decode::<m::AuthenticationMechanismsMessage>()
+                .map(|msg| Reply::Mechanisms(msg.mechanisms)),
+            "AuthenticationStepMessage" => message
+                .decode::<m::AuthenticationStepMessage>()
+                .map(|msg| Reply::Step(msg.data.to_vec())),
+            "AuthenticationCompletedMessage" => message
+                .decode::<m::AuthenticationCompletedMessage>()
+                .map(|_| Reply::Completed),
+            "AuthenticationFailedMessage" => message
+                .decode::<m::AuthenticationFailedMessage>()
+                .map(|_| Reply::Failed),
+            "AuthenticationErrorMessage" => message
+                .decode::<m::AuthenticationErrorMessage>()
+                .map(|msg| Reply::Error(msg.error.unwrap_or_default())),
+            other => {
+                tracing::debug!(message = other, to = %message.to, "ignoring message for the authenticatee");
+                return;
+            }
+        };
+        let reply = match reply {
+            Ok(reply) => reply,
+            Err(e) => {
+                tracing::warn!(from = %message.from, message = %message.name, "dropping malformed authentication message: {e}");
+                return;
+            }
+        };
+        if self.registration.phase != Phase::Authenticating {
+            tracing::debug!(from = %message.from, message = %message.name, "ignoring authentication message: not authenticating");
+            return;
+        }
+        let Some(authenticatee) = self.authenticatee.as_mut() else {
+            return;
+        };
+        let action = authenticatee.handle(
+            &message.to,
+            &message.from,
+            reply,
+            Instant::now(),
+            random_fraction(),
+        );
+        self.authentication_action(action);
+    }
+
+    /// Carries out what the authenticatee decided.
+    fn authentication_action(&mut self, action: Action) {
+        match action {
+            Action::Send {
+                process,
+                to,
+                request,
+            } => {
+                let from = Upid::new(process, self.self_pid.host.clone(), self.self_pid.port);
+                match request {
+                    Request::Authenticate { pid } => {
+                        self.transport
+                            .send(&from, &to, &m::AuthenticateMessage { pid })
+                    }
+                    Request::Start { mechanism, data } => {
+                        tracing::info!(%mechanism, principal = self.authenticatee.as_ref().map(|a| a.principal()).unwrap_or(""), "Using {mechanism} authenticatee");
+                        self.transport.send(
+                            &from,
+                            &to,
+                            &m::AuthenticationStartMessage {
+                                mechanism: mechanism.name().to_string(),
+                                data: Some(data.into()),
+                            },
+                        )
+                    }
+                    Request::Step { data } => self.transport.send(
+                        &from,
+                        &to,
+                        &m::AuthenticationStepMessage { data: data.into() },
+                    ),
+                }
+            }
+            Action::Authenticated { mechanism } => {
+                tracing::info!(%mechanism, "Successfully authenticated with master {}", self.master);
+                // Mesos registers at once after authenticating.
+                self.start_registering(Instant::now(), Duration::ZERO);
+            }
+            Action::Refused => {
+                // Exit rather than shut down, so executors keep running
+                // (as Mesos's agent does).
+                tracing::error!("Master {} refused authentication", self.master);
+                eprintln!("Master {} refused authentication", self.master);
+                std::process::exit(1);
+            }
+            Action::Retry { reason } => {
+                tracing::warn!(
+                    "Failed to authenticate with master {}: {reason}; retrying",
+                    self.master
+                );
+            }
+            Action::Ignore(why) => {
+                tracing::debug!("ignoring authentication message: {why}");
+            }
+        }
+    }
+
+    /// Stops authenticating and registering for good (the agent is
+    /// shutting down).
+    pub(crate) fn stop_registration(&mut self) {
+        self.registration.next_attempt = None;
+        self.registration.ping_deadline = None;
+        if let Some(authenticatee) = self.authenticatee.as_mut() {
+            authenticatee.cancel();
+        }
     }
 
     pub(crate) fn registration_timer(&mut self, now: Instant) {
         match self.registration.phase {
+            Phase::Authenticating => {
+                let Some(authenticatee) = self.authenticatee.as_mut() else {
+                    return;
+                };
+                if let Some((why, action)) =
+                    authenticatee.on_timer(&self.self_pid, now, random_fraction())
+                {
+                    if let Some(why) = why {
+                        tracing::warn!(
+                            "Failed to authenticate with master {}: {why}; retrying",
+                            self.master
+                        );
+                    }
+                    tracing::info!("Authenticating with master {}", self.master);
+                    self.authentication_action(action);
+                }
+            }
             Phase::Registering => {
                 if self.registration.next_attempt.is_some_and(|at| at <= now) {
                     self.send_registration();
@@ -280,6 +457,9 @@ impl Agent {
 
     fn master_lost(&mut self, why: &str) {
         tracing::warn!(master = %self.master, "master lost ({why}); re-registering");
+        if let Some(authenticatee) = self.authenticatee.as_mut() {
+            authenticatee.cancel();
+        }
         self.link_generation += 1;
         self.sum.pause();
         self.start_registration(Instant::now());

@@ -1,6 +1,8 @@
 //! The executor's HTTP side: the SUBSCRIBE stream and an ordered queue of
 //! calls (UPDATE, MESSAGE) to the agent's `/api/v1/executor`, over
-//! `mesos_common::net` connectors so TLS can plug in later.
+//! `mesos_common::net` connectors so TLS can plug in later. Every call
+//! carries `Authorization: Bearer <token>` when the agent gave the executor
+//! a token.
 
 use std::time::Duration;
 
@@ -14,6 +16,24 @@ use mesos_proto::v1::executor as exec;
 use tokio::sync::mpsc;
 
 type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+
+/// The executor's authentication token (`MESOS_EXECUTOR_AUTHENTICATION_TOKEN`).
+/// Its `Debug` does not print it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Token(String);
+
+impl Token {
+    /// Wraps a token.
+    pub fn new(token: impl Into<String>) -> Self {
+        Token(token.into())
+    }
+}
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Token(<redacted>)")
+    }
+}
 
 /// Why talking to the agent failed.
 #[derive(Debug, thiserror::Error)]
@@ -48,14 +68,28 @@ async fn connect(endpoint: &str) -> Result<Sender, ClientError> {
     Ok(sender)
 }
 
-fn request(endpoint: &str, call: &exec::Call) -> Result<http::Request<Full<Bytes>>, ClientError> {
+fn request(
+    endpoint: &str,
+    token: Option<&Token>,
+    call: &exec::Call,
+) -> Result<http::Request<Full<Bytes>>, ClientError> {
     let body = mesos_proto::json::to_string(call);
-    http::Request::builder()
+    let mut builder = http::Request::builder()
         .method(Method::POST)
         .uri("/api/v1/executor")
         .header(header::HOST, endpoint)
         .header(header::CONTENT_TYPE, "application/json")
-        .header(header::ACCEPT, "application/json")
+        .header(header::ACCEPT, "application/json");
+    if let Some(Token(token)) = token {
+        let mut value = http::HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
+            ClientError::Http(
+                "MESOS_EXECUTOR_AUTHENTICATION_TOKEN is not a valid header value".into(),
+            )
+        })?;
+        value.set_sensitive(true);
+        builder = builder.header(header::AUTHORIZATION, value);
+    }
+    builder
         .body(Full::new(Bytes::from(body)))
         .map_err(|e| ClientError::Http(e.to_string()))
 }
@@ -71,10 +105,14 @@ async fn error_status(response: http::Response<Incoming>) -> ClientError {
 }
 
 /// POSTs SUBSCRIBE and returns the event stream's body.
-pub async fn subscribe(endpoint: &str, call: &exec::Call) -> Result<Incoming, ClientError> {
+pub async fn subscribe(
+    endpoint: &str,
+    token: Option<&Token>,
+    call: &exec::Call,
+) -> Result<Incoming, ClientError> {
     let mut sender = connect(endpoint).await?;
     let response = sender
-        .send_request(request(endpoint, call)?)
+        .send_request(request(endpoint, token, call)?)
         .await
         .map_err(|e| ClientError::Http(e.to_string()))?;
     if response.status() != StatusCode::OK {
@@ -86,7 +124,10 @@ pub async fn subscribe(endpoint: &str, call: &exec::Call) -> Result<Incoming, Cl
 /// Sends calls one at a time, in order, over a kept-alive connection. A
 /// call that cannot be delivered is dropped: updates stay unacknowledged
 /// and are resent with the next SUBSCRIBE.
-pub fn spawn_call_sender(endpoint: String) -> mpsc::UnboundedSender<exec::Call> {
+pub fn spawn_call_sender(
+    endpoint: String,
+    token: Option<Token>,
+) -> mpsc::UnboundedSender<exec::Call> {
     let (tx, mut rx) = mpsc::unbounded_channel::<exec::Call>();
     tokio::spawn(async move {
         let mut sender: Option<Sender> = None;
@@ -103,7 +144,7 @@ pub fn spawn_call_sender(endpoint: String) -> mpsc::UnboundedSender<exec::Call> 
                     sender = None;
                     continue;
                 }
-                let Ok(req) = request(&endpoint, &call) else {
+                let Ok(req) = request(&endpoint, token.as_ref(), &call) else {
                     break;
                 };
                 match s.send_request(req).await {

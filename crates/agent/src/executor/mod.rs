@@ -41,6 +41,9 @@ pub struct ExecutorEnv {
     pub backoff_max: Duration,
     /// `MESOS_EXECUTOR_SHUTDOWN_GRACE_PERIOD`.
     pub shutdown_grace: Duration,
+    /// `MESOS_EXECUTOR_AUTHENTICATION_TOKEN`: sent as a bearer token on
+    /// every call, and never passed on to tasks.
+    pub token: Option<client::Token>,
 }
 
 impl ExecutorEnv {
@@ -68,6 +71,9 @@ impl ExecutorEnv {
                 "MESOS_EXECUTOR_SHUTDOWN_GRACE_PERIOD",
                 Duration::from_secs(5),
             )?,
+            token: get(crate::auth::EXECUTOR_TOKEN_ENV)
+                .filter(|t| !t.is_empty())
+                .map(client::Token::new),
         })
     }
 
@@ -364,6 +370,9 @@ impl Driver {
         crate::agent::apply_task_environment(&mut env, command.environment.as_ref());
         process
             .envs(env)
+            // The token proves the executor's identity; a task must not
+            // be able to act as its executor.
+            .env_remove(crate::auth::EXECUTOR_TOKEN_ENV)
             .process_group(0)
             .stdin(std::process::Stdio::null())
             .kill_on_drop(false);
@@ -537,7 +546,7 @@ async fn next_frame(body: &mut Option<Incoming>) -> Option<Result<Bytes, String>
 pub async fn run(env: ExecutorEnv) -> i32 {
     let (internal_tx, mut internal_rx) = mpsc::unbounded_channel();
     let mut driver = Driver {
-        calls: client::spawn_call_sender(env.endpoint.clone()),
+        calls: client::spawn_call_sender(env.endpoint.clone(), env.token.clone()),
         env,
         internal_tx,
         tasks: BTreeMap::new(),
@@ -594,7 +603,7 @@ pub async fn run(env: ExecutorEnv) -> i32 {
                 }
             },
             _ = tokio::time::sleep_until(tokio::time::Instant::from_std(reconnect_at)), if body.is_none() => {
-                match client::subscribe(&driver.env.endpoint, &driver.subscribe_call()).await {
+                match client::subscribe(&driver.env.endpoint, driver.env.token.as_ref(), &driver.subscribe_call()).await {
                     Ok(stream) => {
                         body = Some(stream);
                         decoder = Decoder::default();

@@ -1,5 +1,10 @@
 //! A fake master (a libprocess message listener) and helpers to drive the
 //! real `mesos-agent` binary over its public protocols.
+//!
+//! Agents start secure by default, as operators get them: HTTP Basic on the
+//! read-only realm with the principal [`HTTP_PRINCIPAL`] (written to
+//! `<work_dir>/http_credentials`), and executor tokens on the executor API
+//! (the built-in executor presents the token the agent gives it).
 
 #![allow(dead_code)]
 
@@ -93,14 +98,70 @@ fn remove_cgroups(root: &str) {
     let _ = std::fs::remove_dir(Path::new("/sys/fs/cgroup").join(root));
 }
 
-/// Starts `mesos-agent` with the test launcher and short backoffs.
+/// The principal the test agents accept on their HTTP endpoints.
+pub const HTTP_PRINCIPAL: &str = "ops";
+/// Its secret.
+pub const HTTP_SECRET: &str = "ops-secret";
+
+/// `Authorization` header value for [`HTTP_PRINCIPAL`].
+pub fn http_authorization() -> String {
+    mesos_common::auth::basic::header_value(
+        HTTP_PRINCIPAL,
+        &mesos_common::auth::credentials::Secret::new(HTTP_SECRET),
+    )
+}
+
+/// Writes `text` to `path`, readable by its owner only (as credentials
+/// files should be).
+pub fn write_private(path: &Path, text: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text).expect("write a credentials file");
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .expect("chmod the credentials file");
+}
+
+/// Writes the test agents' `--http_credentials` file into `work_dir`.
+pub fn http_credentials(work_dir: &Path) -> PathBuf {
+    let path = work_dir.join("http_credentials");
+    write_private(
+        &path,
+        &format!(
+            r#"{{"credentials":[{{"principal":"{HTTP_PRINCIPAL}","secret":"{HTTP_SECRET}"}}]}}"#
+        ),
+    );
+    path
+}
+
+/// Starts `mesos-agent` with the test launcher and short backoffs, and
+/// `--http_credentials` unless `extra` says `--insecure` or names its own.
 pub fn start_agent(
     master_port: u16,
     work_dir: &Path,
     agent_port: u16,
     extra: &[&str],
 ) -> AgentProcess {
+    spawn_agent(master_port, work_dir, agent_port, extra, Stdio::inherit())
+}
+
+/// [`start_agent`] with the agent's stderr going to `stderr`.
+pub fn spawn_agent(
+    master_port: u16,
+    work_dir: &Path,
+    agent_port: u16,
+    extra: &[&str],
+    stderr: Stdio,
+) -> AgentProcess {
     let root = cgroups_root(work_dir);
+    let mut auth = Vec::new();
+    if !extra
+        .iter()
+        .any(|a| a.starts_with("--insecure") || a.starts_with("--http_credentials"))
+    {
+        auth.push(format!(
+            "--http_credentials={}",
+            http_credentials(work_dir).display()
+        ));
+    }
     let executor = PathBuf::from(env!("CARGO_BIN_EXE_mesos-executor"));
     let launcher_dir = executor.parent().expect("bin dir").to_path_buf();
     let child = Command::new(env!("CARGO_BIN_EXE_mesos-agent"))
@@ -114,12 +175,14 @@ pub fn start_agent(
         .arg("--resources=cpus:2;mem:1024;disk:1000;ports:[31000-32000]")
         .arg("--attributes=rack:a")
         .arg(format!("--launcher_dir={}", launcher_dir.display()))
+        .args(auth)
         .args(extra)
         .env(
             "RUST_LOG",
             std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
         )
         .stdin(Stdio::null())
+        .stderr(stderr)
         .spawn()
         .expect("start mesos-agent");
     AgentProcess {
@@ -276,53 +339,35 @@ pub fn command_task(id: &str, agent_id: &str, command: &str) -> v1::TaskInfo {
     }
 }
 
+/// A GET with the test principal's credentials; returns status and body.
 pub async fn http_get(port: u16, path: &str) -> (u16, String) {
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .expect("connect to the agent");
-    let request =
-        format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n");
-    stream
-        .write_all(request.as_bytes())
-        .await
-        .expect("send request");
-    let mut response = Vec::new();
-    stream
-        .read_to_end(&mut response)
-        .await
-        .expect("read response");
-    let text = String::from_utf8_lossy(&response).into_owned();
-    let (head, body) = text
-        .split_once("\r\n\r\n")
-        .expect("a complete HTTP response");
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("a status code");
-    (status, body.to_string())
+    let authorization = http_authorization();
+    let (status, _, body) = http_request(
+        port,
+        "GET",
+        path,
+        &[("Authorization", authorization.as_str())],
+        "",
+    )
+    .await;
+    (status, body)
 }
 
-impl FakeMaster {
-    /// The next status update, whatever its state.
-    pub async fn any_update(&mut self) -> m::StatusUpdate {
-        let message = self.next("mesos.internal.StatusUpdateMessage").await;
-        let update: m::StatusUpdateMessage = message.decode().expect("valid StatusUpdateMessage");
-        update.update
-    }
-}
-
-/// A raw HTTP/1.1 POST; returns status and body.
-pub async fn http_post(
+/// A raw HTTP/1.1 request; returns status, the response head and body.
+pub async fn http_request(
     port: u16,
+    method: &str,
     path: &str,
     headers: &[(&str, &str)],
     body: &str,
-) -> (u16, String) {
+) -> (u16, String, String) {
     let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .expect("connect to the agent");
-    let mut request = format!("POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+    let mut request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
     for (k, v) in headers {
         request.push_str(&format!("{k}: {v}\r\n"));
     }
@@ -341,5 +386,25 @@ pub async fn http_post(
         .nth(1)
         .and_then(|s| s.parse().ok())
         .expect("a status code");
-    (status, body.to_string())
+    (status, head.to_string(), body.to_string())
+}
+
+impl FakeMaster {
+    /// The next status update, whatever its state.
+    pub async fn any_update(&mut self) -> m::StatusUpdate {
+        let message = self.next("mesos.internal.StatusUpdateMessage").await;
+        let update: m::StatusUpdateMessage = message.decode().expect("valid StatusUpdateMessage");
+        update.update
+    }
+}
+
+/// A raw HTTP/1.1 POST; returns status and body.
+pub async fn http_post(
+    port: u16,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String) {
+    let (status, _, body) = http_request(port, "POST", path, headers, body).await;
+    (status, body)
 }

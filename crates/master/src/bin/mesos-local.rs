@@ -41,15 +41,26 @@ fn main() {
     }
     let master_dir = flags.work_dir.join("master");
     let agent_dir = flags.work_dir.join("agent");
-    let master_flags = match MasterFlags::try_parse_from([
+    let credentials = match Credentials::ensure(&flags.work_dir) {
+        Ok(c) => c,
+        Err(e) => mesos_common::flags::fail(format!(
+            "cannot write credentials under {}: {e}",
+            flags.work_dir.display()
+        )),
+    };
+    let mut master_flags = match MasterFlags::try_parse_from([
         "mesos-master".to_string(),
         "--ip=127.0.0.1".to_string(),
         format!("--port={}", flags.master_port),
         format!("--work_dir={}", master_dir.display()),
+        format!("--credentials={}", credentials.all.display()),
     ]) {
         Ok(f) => f,
         Err(e) => mesos_common::flags::fail(e),
     };
+    if let Err(e) = master_flags.validate() {
+        mesos_common::flags::fail(e);
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => mesos_common::flags::fail(format!("cannot start the runtime: {e}")),
@@ -62,6 +73,8 @@ fn main() {
             .arg("--ip=127.0.0.1")
             .arg(format!("--port={}", flags.agent_port))
             .arg(format!("--work_dir={}", agent_dir.display()))
+            .arg(format!("--credential={}", credentials.agent.display()))
+            .arg(format!("--http_credentials={}", credentials.all.display()))
             .stdin(Stdio::null())
             .kill_on_drop(true);
         if let Some(resources) = &flags.resources {
@@ -73,6 +86,14 @@ fn main() {
             flags.master_port,
             flags.agent_port,
             flags.work_dir.display()
+        );
+        println!(
+            "mesos-local: authentication is on; principals {} and their secrets are in {} \
+             (e.g. curl -u {}:<secret> http://127.0.0.1:{}/master/state)",
+            Credentials::PRINCIPALS.join(", "),
+            credentials.all.display(),
+            Credentials::PRINCIPALS[0],
+            flags.master_port,
         );
         tokio::select! {
             r = master => { r??; }
@@ -86,4 +107,55 @@ fn main() {
         eprintln!("mesos-local: {e:#}");
         std::process::exit(1);
     }
+}
+
+/// The credentials of a local cluster, generated on first run and kept.
+struct Credentials {
+    /// `--credentials` for the master (and the agent's HTTP side).
+    all: PathBuf,
+    /// `--credential` for the agent.
+    agent: PathBuf,
+}
+
+impl Credentials {
+    const PRINCIPALS: [&'static str; 3] = ["operator", "framework", "agent"];
+
+    /// Writes both files (mode 0600) unless they exist.
+    fn ensure(work_dir: &std::path::Path) -> std::io::Result<Credentials> {
+        std::fs::create_dir_all(work_dir)?;
+        let all = work_dir.join("credentials.json");
+        let agent = work_dir.join("agent-credential.json");
+        if !all.exists() || !agent.exists() {
+            let secrets: Vec<(String, String)> = Self::PRINCIPALS
+                .iter()
+                .map(|p| (p.to_string(), uuid::Uuid::new_v4().simple().to_string()))
+                .collect();
+            let list: Vec<serde_json::Value> = secrets
+                .iter()
+                .map(|(p, s)| serde_json::json!({"principal": p, "secret": s}))
+                .collect();
+            write_private(
+                &all,
+                &serde_json::json!({ "credentials": list }).to_string(),
+            )?;
+            let (principal, secret) = &secrets[2];
+            write_private(
+                &agent,
+                &serde_json::json!({"principal": principal, "secret": secret}).to_string(),
+            )?;
+        }
+        Ok(Credentials { all, agent })
+    }
+}
+
+fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(text.as_bytes())
 }

@@ -64,6 +64,44 @@ impl Master {
         true
     }
 
+    /// Records the outcome of a SASL authentication of `pid`: its
+    /// principal, or `None` to forget an earlier one (a new attempt, or a
+    /// failed one).
+    pub fn set_authenticated(&mut self, pid: &str, principal: Option<String>) {
+        match principal {
+            Some(principal) => {
+                self.authenticated.insert(pid.to_string(), principal);
+            }
+            None => {
+                self.authenticated.remove(pid);
+            }
+        }
+    }
+
+    /// The principal `pid` authenticated as, if it did.
+    pub fn authenticated_principal(&self, pid: &str) -> Option<&str> {
+        self.authenticated.get(pid).map(String::as_str)
+    }
+
+    /// Under `--authenticate_agents`, tells an agent that has not
+    /// authenticated to shut down (Mesos's words) and returns false.
+    fn admit_authenticated(&mut self, from: &Upid) -> bool {
+        if !self.config.authenticate_agents || self.authenticated.contains_key(&from.to_string()) {
+            return true;
+        }
+        tracing::warn!(
+            pid = %from,
+            "Refusing registration of agent at {from} because it is not authenticated"
+        );
+        self.send(
+            from,
+            &msg::ShutdownMessage {
+                message: Some("Agent is not authenticated".into()),
+            },
+        );
+        false
+    }
+
     fn connection(&self) -> msg::MasterSlaveConnection {
         msg::MasterSlaveConnection {
             total_ping_timeout_seconds: Some(
@@ -74,6 +112,9 @@ impl Master {
     }
 
     fn register_agent(&mut self, from: &Upid, message: msg::RegisterSlaveMessage, _now: Instant) {
+        if !self.admit_authenticated(from) {
+            return;
+        }
         // A retried registration from an agent we already admitted.
         if let Some(agent_id) = self.agent_by_pid.get(&from.to_string()).cloned() {
             if self.agents.get(&agent_id).is_some_and(|a| a.connected) {
@@ -174,6 +215,9 @@ impl Master {
         message: msg::ReregisterSlaveMessage,
         now: Instant,
     ) {
+        if !self.admit_authenticated(from) {
+            return;
+        }
         let Some(agent_id) = message.slave.id.as_ref().map(|i| i.value.clone()) else {
             tracing::warn!(pid = %from, "dropping re-registration without an agent id");
             return;

@@ -56,6 +56,9 @@ pub struct Config {
     pub max_completed_tasks_per_framework: usize,
     /// Initial role weights.
     pub weights: Vec<(String, f64)>,
+    /// `--authenticate_agents`: refuse registration from agents that have
+    /// not authenticated.
+    pub authenticate_agents: bool,
 }
 
 /// Something the IO around the state machine must do.
@@ -190,6 +193,9 @@ pub struct Master {
     observers: HashMap<String, String>,
     /// Agent id by pid text, for messages that carry no agent id.
     agent_by_pid: HashMap<String, String>,
+    /// Principal by pid text, for peers that authenticated over SASL
+    /// (keyed, as Mesos keys it, by the pid the peer claimed).
+    authenticated: HashMap<String, String>,
 }
 
 /// Wall-clock seconds since the epoch.
@@ -248,6 +254,7 @@ impl Master {
             next_observer: 0,
             observers: HashMap::new(),
             agent_by_pid: HashMap::new(),
+            authenticated: HashMap::new(),
             config,
         };
         if !master.recovered_agents.is_empty() {

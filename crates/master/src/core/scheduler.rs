@@ -378,6 +378,34 @@ impl Master {
     }
 
     /// Any call but SUBSCRIBE, already validated by [`validate_call`].
+    /// A non-SUBSCRIBE call from a scheduler that authenticated as
+    /// `principal` (if any): the principal must be the one its framework
+    /// registered with (Mesos's check and text), then [`Self::scheduler_call`].
+    pub fn scheduler_call_as(
+        &mut self,
+        call: Call,
+        stream_id: Option<&str>,
+        principal: Option<&str>,
+        now: Instant,
+    ) -> Result<CallReply, HttpError> {
+        if let Some(principal) = principal {
+            let registered = call
+                .framework_id
+                .as_ref()
+                .and_then(|id| self.frameworks.get(&id.value))
+                .map(|f| f.info.principal.as_deref().unwrap_or_default());
+            if let Some(registered) = registered {
+                if registered != principal {
+                    return Err(HttpError::bad_request(format!(
+                        "Authenticated principal '{principal}' does not match principal '{registered}' set in `FrameworkInfo`"
+                    )));
+                }
+            }
+        }
+        self.scheduler_call(call, stream_id, now)
+    }
+
+    /// A non-SUBSCRIBE call, validated by [`validate_call`].
     pub fn scheduler_call(
         &mut self,
         call: Call,

@@ -31,6 +31,7 @@ fn config() -> Config {
         max_completed_frameworks: 50,
         max_completed_tasks_per_framework: 1000,
         weights: vec![],
+        authenticate_agents: false,
     }
 }
 
@@ -1121,4 +1122,89 @@ fn operator_subscribers_are_capped_and_closed_ones_pruned() {
     streams.truncate(10);
     register_agent(&mut master, 1, Instant::now());
     assert_eq!(master.operator_subscribers.len(), 11);
+}
+
+#[test]
+fn unauthenticated_agent_is_told_to_shut_down_under_authenticate_agents() {
+    let mut config = config();
+    config.authenticate_agents = true;
+    let mut master =
+        Master::new(config, Box::new(InMemoryRegistry::default())).expect("in-memory registry");
+    let now = Instant::now();
+    let pid = agent_pid(1);
+    let register = msg::RegisterSlaveMessage {
+        slave: agent_info(1),
+        version: Some("1.12.0".into()),
+        ..Default::default()
+    };
+    deliver(&mut master, &pid, &register, now);
+    let effects = master.take_effects();
+    let shutdown = sent::<msg::ShutdownMessage>(&effects, &pid);
+    assert_eq!(shutdown.len(), 1, "{effects:?}");
+    assert_eq!(
+        shutdown[0].message.as_deref(),
+        Some("Agent is not authenticated")
+    );
+    assert!(sent::<msg::SlaveRegisteredMessage>(&effects, &pid).is_empty());
+    assert!(master.agents.is_empty());
+
+    // Re-registration is refused the same way.
+    deliver(
+        &mut master,
+        &pid,
+        &msg::ReregisterSlaveMessage {
+            slave: v1::AgentInfo {
+                id: Some(v1::AgentId {
+                    value: "x-S0".into(),
+                }),
+                ..agent_info(1)
+            },
+            ..Default::default()
+        },
+        now,
+    );
+    let effects = master.take_effects();
+    assert_eq!(sent::<msg::ShutdownMessage>(&effects, &pid).len(), 1);
+
+    // Once authenticated (as its pid), it registers.
+    master.set_authenticated(&pid.to_string(), Some("agent".into()));
+    assert_eq!(
+        master.authenticated_principal(&pid.to_string()),
+        Some("agent")
+    );
+    deliver(&mut master, &pid, &register, now);
+    let effects = master.take_effects();
+    assert_eq!(sent::<msg::SlaveRegisteredMessage>(&effects, &pid).len(), 1);
+
+    // A new attempt forgets the old success.
+    master.set_authenticated(&pid.to_string(), None);
+    assert_eq!(master.authenticated_principal(&pid.to_string()), None);
+}
+
+#[test]
+fn calls_from_another_principal_than_the_framework_registered_with_are_400() {
+    let mut master = master();
+    let now = Instant::now();
+    let mut info = framework_info("fw");
+    info.principal = Some("alice".into());
+    let fw = subscribe(&mut master, info, now);
+    let (framework_id, stream_id) = (fw.id.clone(), fw.sub.stream_id.clone());
+    let call = Call {
+        framework_id: Some(v1::FrameworkId {
+            value: framework_id.clone(),
+        }),
+        r#type: Some(call::Type::Revive as i32),
+        ..Default::default()
+    };
+    let error = master
+        .scheduler_call_as(call.clone(), Some(&stream_id), Some("mallory"), now)
+        .expect_err("principal mismatch");
+    assert_eq!(error.status.as_u16(), 400);
+    assert_eq!(
+        error.message,
+        "Authenticated principal 'mallory' does not match principal 'alice' set in `FrameworkInfo`"
+    );
+    master
+        .scheduler_call_as(call, Some(&stream_id), Some("alice"), now)
+        .expect("the registered principal may call");
 }

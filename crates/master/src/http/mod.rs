@@ -13,6 +13,7 @@ use axum::routing::{any, get, post, MethodRouter};
 use axum::Router;
 
 use crate::actor::MasterHandle;
+use crate::authn::{self, Authn, Gate};
 use crate::flags::Flags;
 
 /// What every handler can reach.
@@ -22,6 +23,10 @@ pub struct AppState {
     pub master: MasterHandle,
     /// Parsed flags (for `/flags`).
     pub flags: Arc<Flags>,
+    /// Authenticators.
+    pub authn: Authn,
+    /// The libprocess entry (SASL sessions, then the master task).
+    pub gate: Gate,
 }
 
 /// Adds `path` under its Mesos aliases: as given, under `/master`, and with
@@ -35,30 +40,58 @@ fn alias(router: Router<AppState>, path: &str, route: MethodRouter<AppState>) ->
         .fold(router, |router, p| router.route(&p, route.clone()))
 }
 
-/// The whole router, libprocess messages included.
+/// The whole router, libprocess messages included. Each route sits in
+/// its Mesos realm: `mesos-master-scheduler`, `-readonly`, `-readwrite`,
+/// or none (`/health`, `/version`, `/redirect`).
 pub fn router(state: AppState) -> Router {
     let limit = usize::try_from(state.flags.max_request_size).unwrap_or(usize::MAX);
-    let mut router = Router::new();
-    router = alias(router, "/api/v1/scheduler", any(scheduler::handle));
-    router = alias(router, "/api/v1", any(operator::api));
-    router = alias(router, "/state", get(state::state));
-    router = alias(router, "/state.json", get(state::state));
-    router = alias(router, "/state-summary", get(state::state_summary));
-    router = alias(router, "/frameworks", get(state::frameworks));
-    router = alias(router, "/slaves", get(state::slaves));
-    router = alias(router, "/tasks", get(state::tasks));
-    router = alias(router, "/roles", get(state::roles));
-    router = alias(router, "/flags", get(state::flags));
-    router = alias(router, "/health", get(state::health));
-    router = alias(router, "/redirect", get(state::redirect));
-    router = alias(router, "/teardown", post(operator::teardown));
-    router = router
-        .route("/version", get(state::version))
-        .route("/version/", get(state::version))
+    let authn = state.authn.clone();
+
+    let mut scheduler = Router::new();
+    scheduler = alias(scheduler, "/api/v1/scheduler", any(scheduler::handle));
+    let scheduler = scheduler.route_layer(axum::middleware::from_fn_with_state(
+        authn.clone(),
+        authn::scheduler,
+    ));
+
+    let mut readonly = Router::new();
+    readonly = alias(readonly, "/state", get(state::state));
+    readonly = alias(readonly, "/state.json", get(state::state));
+    readonly = alias(readonly, "/state-summary", get(state::state_summary));
+    readonly = alias(readonly, "/frameworks", get(state::frameworks));
+    readonly = alias(readonly, "/slaves", get(state::slaves));
+    readonly = alias(readonly, "/tasks", get(state::tasks));
+    readonly = alias(readonly, "/roles", get(state::roles));
+    readonly = alias(readonly, "/flags", get(state::flags));
+    let readonly = readonly
         .route("/metrics/snapshot", get(state::metrics))
-        .route("/metrics/snapshot/", get(state::metrics));
-    let router = router
+        .route("/metrics/snapshot/", get(state::metrics))
+        .route_layer(axum::middleware::from_fn_with_state(
+            authn.clone(),
+            authn::readonly,
+        ));
+
+    let mut readwrite = Router::new();
+    readwrite = alias(readwrite, "/api/v1", any(operator::api));
+    readwrite = alias(readwrite, "/teardown", post(operator::teardown));
+    let readwrite = readwrite.route_layer(axum::middleware::from_fn_with_state(
+        authn,
+        authn::readwrite,
+    ));
+
+    let mut open = Router::new();
+    open = alias(open, "/health", get(state::health));
+    open = alias(open, "/redirect", get(state::redirect));
+    let open = open
+        .route("/version", get(state::version))
+        .route("/version/", get(state::version));
+
+    let router = Router::new()
+        .merge(scheduler)
+        .merge(readonly)
+        .merge(readwrite)
+        .merge(open)
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state.clone());
-    mesos_common::transport::with_messages(router, state.master)
+    mesos_common::transport::with_messages(router, state.gate)
 }

@@ -2,7 +2,7 @@
 //! order, and the SUBSCRIBE event stream with heartbeats.
 
 use axum::body::{Body, Bytes};
-use axum::extract::State;
+use axum::extract::{Extension, State};
 use axum::response::{IntoResponse, Response};
 use http::{header, HeaderMap, Method, StatusCode};
 use mesos_common::http::{decode_body, negotiate, request_content_type, ContentType, HttpError};
@@ -11,17 +11,20 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::AppState;
 use crate::actor::{Command, MasterHandle};
+use crate::authn::Principal;
 use crate::core::framework::encode_event;
 use crate::core::scheduler::{validate_call, CallReply};
 
 /// The handler.
 pub async fn handle(
     State(app): State<AppState>,
+    principal: Option<Extension<Principal>>,
     method: Method,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    match scheduler(app, method, headers, body).await {
+    let principal = principal.and_then(|Extension(Principal(p))| p);
+    match scheduler(app, principal, method, headers, body).await {
         Ok(response) => response,
         Err(e) => e.into_response(),
     }
@@ -29,6 +32,7 @@ pub async fn handle(
 
 async fn scheduler(
     app: AppState,
+    principal: Option<String>,
     method: Method,
     headers: HeaderMap,
     body: Bytes,
@@ -37,8 +41,9 @@ async fn scheduler(
         return Err(HttpError::method_not_allowed("POST"));
     }
     let content_type = request_content_type(&headers)?;
-    let call: Call = decode_body(content_type, &body)?;
+    let mut call: Call = decode_body(content_type, &body)?;
     validate_call(&call)
+        .and_then(|()| adopt_principal(&mut call, principal.as_deref()))
         .map_err(|e| HttpError::bad_request(format!("Failed to validate scheduler::Call: {e}")))?;
     let stream_id = headers
         .get("mesos-stream-id")
@@ -86,11 +91,32 @@ async fn scheduler(
     app.master.send(Command::Call {
         call,
         stream_id,
+        principal,
         reply: tx,
     });
     match rx.await.map_err(|_| unavailable())?? {
         CallReply::Accepted => Ok(StatusCode::ACCEPTED.into_response()),
         CallReply::Ok => Ok(StatusCode::OK.into_response()),
+    }
+}
+
+/// SUBSCRIBE from an authenticated scheduler: `FrameworkInfo.principal`
+/// must be the authenticated one, and is set to it when absent (pymesos
+/// never sets it; Mesos fills it in the same way).
+fn adopt_principal(call: &mut Call, principal: Option<&str>) -> Result<(), String> {
+    let (Some(principal), Some(subscribe)) = (principal, call.subscribe.as_mut()) else {
+        return Ok(());
+    };
+    let info = &mut subscribe.framework_info;
+    match info.principal.as_deref() {
+        Some(claimed) if claimed != principal => Err(format!(
+            "Authenticated principal '{principal}' does not match principal '{claimed}' set in `FrameworkInfo`"
+        )),
+        Some(_) => Ok(()),
+        None => {
+            info.principal = Some(principal.to_string());
+            Ok(())
+        }
     }
 }
 

@@ -732,10 +732,13 @@ pub async fn roles(State(app): State<AppState>, Query(p): Query<Params>) -> Resp
 
 /// `GET /master/flags`.
 pub async fn flags(State(app): State<AppState>, Query(p): Query<Params>) -> Response {
-    json_response(
-        &json!({ "flags": flags_json(&app.flags) }),
-        p.jsonp.as_deref(),
-    )
+    let mut body = json!({ "flags": flags_json(&app.flags) });
+    let warnings = app.flags.security_warnings();
+    if !warnings.is_empty() {
+        // Beside "flags", so tools that read only "flags" are unaffected.
+        body["security_warnings"] = json!(warnings);
+    }
+    json_response(&body, p.jsonp.as_deref())
 }
 
 /// `GET /master/health`.

@@ -971,6 +971,10 @@ async fn spawn_master(args: &Args) -> Result<(MasterProc, String)> {
                 format!("--port={port}"),
                 format!("--registry={registry}"),
                 format!("--allocation_interval={}", args.allocation_interval),
+                // The simulated agents and frameworks do not authenticate:
+                // this measures the spine; authentication's own cost is in
+                // `cargo bench -p mesos-common` (sasl, basic_auth).
+                "--insecure".to_string(),
             ])
             .stdin(Stdio::null())
             .stdout(out.try_clone()?)

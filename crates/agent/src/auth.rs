@@ -138,6 +138,11 @@ impl HttpAuth {
         headers: &HeaderMap,
         peer: Option<SocketAddr>,
     ) -> Result<Option<String>, AuthError> {
+        if !required {
+            // As on the master (and in Mesos): a realm that does not require
+            // authentication lets every request through with no principal.
+            return Ok(None);
+        }
         let header = headers.get(http::header::AUTHORIZATION);
         let Some(authenticator) = &self.inner.basic else {
             // Only reachable with the realm off (the flags refuse an

@@ -134,9 +134,10 @@ pub struct Flags {
     #[arg(long, env = "MESOS_CREDENTIAL")]
     pub credential: Option<String>,
 
-    /// How to authenticate with the master: `scram_sha256` (SCRAM-SHA-256,
-    /// or CRAM-MD5 when the master offers only that) or `crammd5`
-    /// (CRAM-MD5 only, Mesos's default).
+    /// How to authenticate with the master: `scram_sha256` (SCRAM-SHA-256
+    /// only: the master proves it knows the secret too, and a peer that
+    /// offers only CRAM-MD5 cannot downgrade us) or `crammd5` (CRAM-MD5,
+    /// Mesos's only mechanism: use it with a Mesos master).
     #[arg(long, env = "MESOS_AUTHENTICATEE", default_value = "scram_sha256", value_parser = ["scram_sha256", "crammd5"])]
     pub authenticatee: String,
 
@@ -669,7 +670,7 @@ impl AuthConfig {
         }
         let mechanisms = match flags.authenticatee.as_str() {
             "crammd5" => vec![Mechanism::CramMd5],
-            _ => vec![Mechanism::ScramSha256, Mechanism::CramMd5],
+            _ => vec![Mechanism::ScramSha256],
         };
         let credential = flags
             .credential

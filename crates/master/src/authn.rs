@@ -36,20 +36,21 @@ use prost::Name;
 
 use crate::actor::{Command, MasterHandle};
 
-/// Messages held while their sender authenticates.
-const HELD_MESSAGES: [&str; 4] = [
+/// Messages held while their sender authenticates (v0 framework
+/// registration is not served, so only the agents').
+const HELD_MESSAGES: [&str; 2] = [
     "mesos.internal.RegisterSlaveMessage",
     "mesos.internal.ReregisterSlaveMessage",
-    "mesos.internal.RegisterFrameworkMessage",
-    "mesos.internal.ReregisterFrameworkMessage",
 ];
 
-/// At most this many messages are held per authenticating peer; more are
-/// dropped (the peer retries registration anyway).
-const MAX_HELD: usize = 16;
+/// At most this many messages, and this many bytes, are held per
+/// authenticating peer; more are dropped (agents retry registration).
+const MAX_HELD: usize = 4;
+const MAX_HELD_BYTES: usize = 8 << 20;
 
-/// At most this many authentications in flight at once.
+/// At most this many authentications in flight at once, and per address.
 const MAX_SESSIONS: usize = 4096;
+const MAX_SESSIONS_PER_ADDRESS: usize = 64;
 
 /// Which HTTP realms require authentication.
 #[derive(Clone, Copy, Debug, Default)]
@@ -95,7 +96,6 @@ struct Inner {
 
 #[derive(Default)]
 struct Sessions {
-    next_id: u64,
     /// In-flight attempts by the pid the client claimed.
     by_pid: HashMap<String, Attempt>,
     /// Claimed pid by session process id.
@@ -104,11 +104,43 @@ struct Sessions {
 
 struct Attempt {
     session_id: String,
-    /// Where replies go (the authenticatee process).
+    /// Where replies go (the authenticatee process); only it may answer.
     client: Upid,
     peer: Option<SocketAddr>,
     session: Option<Box<dyn ServerSession>>,
     held: Vec<Message>,
+    /// Cancels the timeout when the attempt ends first.
+    timer: Option<tokio::task::AbortHandle>,
+}
+
+impl Attempt {
+    fn held_bytes(&self) -> usize {
+        self.held.iter().map(|m| m.body.len()).sum()
+    }
+
+    /// Ends the attempt's timer; the attempt itself is dropped by the caller.
+    fn cancel_timer(&mut self) {
+        if let Some(timer) = self.timer.take() {
+            timer.abort();
+        }
+    }
+}
+
+/// The address a pid names, when its host is an IP literal.
+fn pid_ip(pid: &Upid) -> Option<IpAddr> {
+    pid.host.parse().ok()
+}
+
+/// True when a message's claimed sender lives at the address it came from
+/// (Mesos's `LIBPROCESS_REQUIRE_PEER_ADDRESS_IP_MATCH`, on here): a peer
+/// cannot speak for another host's processes.
+fn sender_matches_peer(message: &Message) -> bool {
+    match (pid_ip(&message.from), message.peer) {
+        (Some(claimed), Some(peer)) => {
+            claimed == peer.ip() || (claimed.is_unspecified() && peer.ip().is_loopback())
+        }
+        _ => true,
+    }
 }
 
 impl Authn {
@@ -338,6 +370,15 @@ pub struct Gate {
 
 impl MessageSink for Gate {
     fn deliver(&self, message: Message) -> bool {
+        if !sender_matches_peer(&message) {
+            tracing::warn!(
+                from = %message.from,
+                peer = ?message.peer,
+                name = %message.name,
+                "dropping a message whose sender is not at the address it came from"
+            );
+            return true;
+        }
         if message.to == "master" && message.name == msg::AuthenticateMessage::full_name() {
             self.authenticate(message);
             return true;
@@ -350,14 +391,19 @@ impl MessageSink for Gate {
             return false;
         }
         if message.to == "master" && HELD_MESSAGES.contains(&message.name.as_str()) {
+            // Decided and forwarded under the lock, so an authentication
+            // starting now cannot overtake this message.
             let mut sessions = self.authn.lock();
             if let Some(attempt) = sessions.by_pid.get_mut(&message.from.to_string()) {
-                if attempt.held.len() < MAX_HELD {
+                if attempt.held.len() < MAX_HELD
+                    && attempt.held_bytes() + message.body.len() <= MAX_HELD_BYTES
+                {
                     tracing::debug!(pid = %message.from, name = %message.name, "holding message until authentication ends");
                     attempt.held.push(message);
                 }
                 return true;
             }
+            return self.master.send(Command::Message(message));
         }
         self.master.send(Command::Message(message))
     }
@@ -382,15 +428,55 @@ impl Gate {
                 return;
             }
         };
+        // A peer may only authenticate its own processes: the claimed pid
+        // must live where the authenticatee does (same libprocess address).
+        let same_process = claimed
+            .parse::<Upid>()
+            .is_ok_and(|pid| pid.host == message.from.host && pid.port == message.from.port);
+        if !same_process {
+            tracing::warn!(from = %message.from, claimed = %claimed.escape_default(), "dropping AuthenticateMessage for a pid that is not the sender's");
+            return;
+        }
         let client = message.from.clone();
         let peer = message.peer;
         let settings = &self.authn.inner.settings;
+        let ip = peer.map(|p| p.ip()).unwrap_or(IpAddr::from([0, 0, 0, 0]));
         let mut sessions = self.authn.lock();
+        let session_id = format!("authenticator-session({})", uuid::Uuid::new_v4().simple());
+        let refuse = |error: String| {
+            self.reply(
+                &session_id,
+                &client,
+                &msg::AuthenticationErrorMessage { error: Some(error) },
+            );
+        };
+        if settings.credentials_path.is_none() {
+            refuse("No authenticator loaded".into());
+            return;
+        }
+        if let Err(retry_after) = self.authn.inner.limiter.check(None, ip, Instant::now()) {
+            let seconds = retry_after.as_secs().max(1);
+            tracing::warn!(pid = %claimed, %ip, "refusing authentication: too many failures from this address");
+            refuse(format!(
+                "Too many failed authentication attempts from {ip}; retry in {seconds} seconds"
+            ));
+            return;
+        }
+        let from_address = sessions
+            .by_pid
+            .values()
+            .filter(|a| a.peer.map(|p| p.ip()) == peer.map(|p| p.ip()))
+            .count();
+        if sessions.by_pid.len() >= MAX_SESSIONS || from_address >= MAX_SESSIONS_PER_ADDRESS {
+            refuse("Too many authentications in progress; retry later".into());
+            return;
+        }
         // A new attempt replaces an in-flight one and forgets an earlier
         // success, as Mesos does.
         let mut held = Vec::new();
-        if let Some(old) = sessions.by_pid.remove(&claimed) {
+        if let Some(mut old) = sessions.by_pid.remove(&claimed) {
             tracing::info!(pid = %claimed, "Re-authenticating; discarding the attempt in flight");
+            old.cancel_timer();
             sessions.pid_of.remove(&old.session_id);
             held = old.held;
         }
@@ -398,46 +484,6 @@ impl Gate {
             pid: claimed.clone(),
             principal: None,
         });
-        sessions.next_id += 1;
-        let session_id = format!("authenticator-session({})", sessions.next_id);
-        if settings.credentials_path.is_none() {
-            self.reply(
-                &session_id,
-                &client,
-                &msg::AuthenticationErrorMessage {
-                    error: Some("No authenticator loaded".into()),
-                },
-            );
-            self.release(held);
-            return;
-        }
-        let ip = peer.map(|p| p.ip()).unwrap_or(IpAddr::from([0, 0, 0, 0]));
-        if let Err(retry_after) = self.authn.inner.limiter.check(None, ip, Instant::now()) {
-            let seconds = retry_after.as_secs().max(1);
-            tracing::warn!(pid = %claimed, %ip, "refusing authentication: too many failures from this address");
-            self.reply(
-                &session_id,
-                &client,
-                &msg::AuthenticationErrorMessage {
-                    error: Some(format!(
-                        "Too many failed authentication attempts from {ip}; retry in {seconds} seconds"
-                    )),
-                },
-            );
-            self.release(held);
-            return;
-        }
-        if sessions.by_pid.len() >= MAX_SESSIONS {
-            self.reply(
-                &session_id,
-                &client,
-                &msg::AuthenticationErrorMessage {
-                    error: Some("Too many authentications in progress; retry later".into()),
-                },
-            );
-            self.release(held);
-            return;
-        }
         tracing::info!(pid = %claimed, "Authenticating {claimed}");
         self.reply(
             &session_id,
@@ -450,24 +496,25 @@ impl Gate {
                     .collect(),
             },
         );
+        let gate = self.clone();
+        let timeout = settings.timeout;
+        let (expiring_pid, expiring_session) = (claimed.clone(), session_id.clone());
+        let timer = tokio::spawn(async move {
+            tokio::time::sleep(timeout).await;
+            gate.expire(&expiring_pid, &expiring_session);
+        });
         sessions.pid_of.insert(session_id.clone(), claimed.clone());
         sessions.by_pid.insert(
-            claimed.clone(),
+            claimed,
             Attempt {
-                session_id: session_id.clone(),
+                session_id,
                 client,
                 peer,
                 session: None,
                 held,
+                timer: Some(timer.abort_handle()),
             },
         );
-        drop(sessions);
-        let gate = self.clone();
-        let timeout = settings.timeout;
-        tokio::spawn(async move {
-            tokio::time::sleep(timeout).await;
-            gate.expire(&claimed, &session_id);
-        });
     }
 
     /// Discards an attempt that did not finish in time.
@@ -481,6 +528,14 @@ impl Gate {
             if let Some(attempt) = sessions.by_pid.remove(pid) {
                 sessions.pid_of.remove(session_id);
                 tracing::warn!(%pid, "Authentication of {pid} timed out; discarding it");
+                let ip = attempt
+                    .peer
+                    .map(|p| p.ip())
+                    .unwrap_or(IpAddr::from([0, 0, 0, 0]));
+                self.authn
+                    .inner
+                    .limiter
+                    .record_failure(None, ip, Instant::now());
                 self.authn.audit(
                     attempt.peer,
                     None,
@@ -507,6 +562,15 @@ impl Gate {
         let Some(attempt) = sessions.by_pid.get_mut(&pid) else {
             return false;
         };
+        let from_client = message.from == attempt.client
+            && match (message.peer, attempt.peer) {
+                (Some(now), Some(then)) => now.ip() == then.ip(),
+                _ => true,
+            };
+        if !from_client {
+            tracing::warn!(from = %message.from, session = %message.to, "ignoring a message for an authentication session from someone else");
+            return true;
+        }
         let step = if message.name == msg::AuthenticationStartMessage::full_name() {
             match message.decode::<msg::AuthenticationStartMessage>() {
                 Err(e) => ServerStep::Error(format!("Malformed AuthenticationStartMessage: {e}")),
@@ -544,10 +608,9 @@ impl Gate {
                 (Ok(step), Some(session)) => session.step(&step.data),
             }
         } else {
-            ServerStep::Error(format!(
-                "Unexpected message '{}' during authentication",
-                message.name
-            ))
+            // Mesos's session ignores what it does not expect.
+            tracing::debug!(name = %message.name, "ignoring a message during authentication");
+            return true;
         };
         let session_id = attempt.session_id.clone();
         let client = attempt.client.clone();
@@ -593,9 +656,10 @@ impl Gate {
         pid: &str,
         outcome: Result<String, (Option<String>, String)>,
     ) {
-        let Some(attempt) = sessions.by_pid.remove(pid) else {
+        let Some(mut attempt) = sessions.by_pid.remove(pid) else {
             return;
         };
+        attempt.cancel_timer();
         sessions.pid_of.remove(&attempt.session_id);
         let mechanism = attempt
             .session

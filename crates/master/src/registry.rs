@@ -66,14 +66,28 @@ const MASTER_KEY: &[u8] = b"master";
 impl SledRegistry {
     /// Opens (or creates) the registry in `work_dir`.
     pub fn open(work_dir: &Path) -> Result<Self, RegistryError> {
-        let db = sled::Config::new()
+        let config = sled::Config::new()
             .path(work_dir.join("registry"))
             .mode(sled::Mode::HighThroughput)
             // Every write is flushed before it returns, so the background
             // flusher adds nothing; without it no thread outlives the
             // registry holding the database's file lock.
-            .flush_every_ms(None)
-            .open()?;
+            .flush_every_ms(None);
+        // A registry dropped a moment ago (a restart in the same process,
+        // or a previous master still exiting) may hold the file lock
+        // briefly: wait up to 2 s for it rather than fail.
+        let mut attempts = 0;
+        let db = loop {
+            match config.open() {
+                Err(sled::Error::Io(e))
+                    if e.kind() == std::io::ErrorKind::WouldBlock && attempts < 100 =>
+                {
+                    attempts += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                other => break other?,
+            }
+        };
         let agents = db.open_tree("agents")?;
         Ok(Self { db, agents })
     }

@@ -317,6 +317,11 @@ impl Authenticatee {
                 Action::Authenticated { mechanism }
             }
             Reply::Failed => {
+                if attempt.session.is_none() {
+                    // A refusal can only follow our start: before it, this is
+                    // not the master's verdict (and it would stop the agent).
+                    return Action::Ignore("refusal before the exchange started".into());
+                }
                 self.attempt = None;
                 self.retry = None;
                 Action::Refused

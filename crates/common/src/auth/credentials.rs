@@ -15,6 +15,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
+use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
@@ -33,10 +34,13 @@ impl Secret {
         &self.0
     }
 
-    /// Constant-time comparison with a presented secret (the time depends
-    /// on the lengths only).
+    /// Constant-time comparison with a presented secret. Both sides are
+    /// hashed first, so neither the secret's length nor a common prefix
+    /// shows in the timing.
     pub fn matches(&self, presented: &[u8]) -> bool {
-        bool::from(self.0.as_slice().ct_eq(presented))
+        let ours: [u8; 32] = Sha256::digest(self.0.as_slice()).into();
+        let theirs: [u8; 32] = Sha256::digest(presented).into();
+        bool::from(ours.ct_eq(&theirs))
     }
 }
 
@@ -90,8 +94,8 @@ impl Credentials {
         match self.by_principal.get(principal) {
             Some(secret) => secret.matches(presented),
             None => {
-                let decoy = Secret::new(vec![0u8; presented.len()]);
-                let _ = decoy.matches(presented);
+                // Same work as a known principal with a wrong secret.
+                let _ = Secret::new(Vec::new()).matches(presented);
                 false
             }
         }
@@ -243,11 +247,18 @@ fn json_error(source: &Source, e: &serde_json::Error) -> CredentialsError {
             format!("invalid JSON at column {}", e.column())
         }
         _ => {
-            // Data errors name fields ("missing field `principal`"), not values.
+            // serde's data errors quote the offending value, which may be a
+            // secret ("invalid type: integer `1234`"): only the missing or
+            // unknown field's name is kept.
             let text = e.to_string();
-            match text.find(" at line ") {
-                Some(at) => text[..at].to_string(),
-                None => text,
+            let text = text.split(" at line ").next().unwrap_or_default();
+            if text.starts_with("missing field") || text.starts_with("unknown field") {
+                text.split(", expected")
+                    .next()
+                    .unwrap_or_default()
+                    .to_string()
+            } else {
+                "expected {\"credentials\": [{\"principal\": \"…\", \"secret\": \"…\"}]} with string values".to_string()
             }
         }
     };
@@ -434,6 +445,27 @@ mod tests {
         let f = file("{\"credentials\":[{\"principal\":\"\",\"secret\":\"x\"}]}");
         let err = load_credentials(&f.path().display().to_string()).expect_err("empty principal");
         assert!(err.to_string().contains("empty principal"));
+    }
+
+    #[test]
+    fn data_errors_never_quote_the_value() {
+        for text in [
+            "{\"credentials\":[{\"principal\":\"a\",\"secret\":12345678}]}",
+            "{\"credentials\":[\"a:hunter2hunter2\"]}",
+            "{\"principal\":\"a\",\"secret\":[\"hunter2hunter2\"]}",
+        ] {
+            let f = file(text);
+            let path = f.path().display().to_string();
+            let err = load_credentials(&path)
+                .err()
+                .or_else(|| load_credential(&path).err())
+                .expect("refused");
+            let shown = err.to_string();
+            assert!(
+                !shown.contains("12345678") && !shown.contains("hunter2"),
+                "{shown}"
+            );
+        }
     }
 
     #[test]

@@ -15,6 +15,15 @@ use prost::Name;
 use super::framework::{has_capability, Framework};
 use super::{is_terminal, master_status, now_secs, update_event, Agent, Effect, Master};
 
+/// Messages only a registered agent may send (by its registered pid).
+const AGENT_ONLY: [&str; 5] = [
+    "mesos.internal.StatusUpdateMessage",
+    "mesos.internal.ExitedExecutorMessage",
+    "mesos.internal.ExecutorToFrameworkMessage",
+    "mesos.internal.UnregisterSlaveMessage",
+    "mesos.internal.UpdateSlaveMessage",
+];
+
 impl Master {
     /// Handles one libprocess message addressed to the master or one of
     /// its observer processes. Returns false for an unknown process id.
@@ -31,6 +40,12 @@ impl Master {
             }
             return self.observers.contains_key(&message.to);
         }
+        if AGENT_ONLY.contains(&message.name.as_str())
+            && !self.agent_by_pid.contains_key(&message.from.to_string())
+        {
+            tracing::warn!(from = %message.from, name = %message.name, "ignoring a message from a process that is not a registered agent");
+            return true;
+        }
         let result = match message.name.as_str() {
             n if n == msg::RegisterSlaveMessage::full_name() => message
                 .decode::<msg::RegisterSlaveMessage>()
@@ -41,15 +56,27 @@ impl Master {
             n if n == msg::UnregisterSlaveMessage::full_name() => message
                 .decode::<msg::UnregisterSlaveMessage>()
                 .map(|m| self.unregister_agent(&message.from, m, now)),
-            n if n == msg::StatusUpdateMessage::full_name() => message
-                .decode::<msg::StatusUpdateMessage>()
-                .map(|m| self.status_update(m.update, now)),
-            n if n == msg::ExitedExecutorMessage::full_name() => message
-                .decode::<msg::ExitedExecutorMessage>()
-                .map(|m| self.executor_exited(m)),
+            n if n == msg::StatusUpdateMessage::full_name() => {
+                message.decode::<msg::StatusUpdateMessage>().map(|m| {
+                    if self.sent_by(&message.from, m.update.slave_id.as_ref()) {
+                        self.status_update(m.update, now)
+                    }
+                })
+            }
+            n if n == msg::ExitedExecutorMessage::full_name() => {
+                message.decode::<msg::ExitedExecutorMessage>().map(|m| {
+                    if self.sent_by(&message.from, Some(&m.slave_id)) {
+                        self.executor_exited(m)
+                    }
+                })
+            }
             n if n == msg::ExecutorToFrameworkMessage::full_name() => message
                 .decode::<msg::ExecutorToFrameworkMessage>()
-                .map(|m| self.executor_message(m)),
+                .map(|m| {
+                    if self.sent_by(&message.from, Some(&m.slave_id)) {
+                        self.executor_message(m)
+                    }
+                }),
             n if n == msg::UpdateSlaveMessage::full_name() => Ok(()),
             other => {
                 tracing::debug!(from = %message.from, name = %other, "ignoring unexpected message");
@@ -62,6 +89,20 @@ impl Master {
             tracing::warn!(from = %message.from, name = %message.name, "dropping malformed message: {e}");
         }
         true
+    }
+
+    /// True when `from` is the registered agent `agent_id` names (an agent
+    /// may only speak for itself).
+    fn sent_by(&self, from: &Upid, agent_id: Option<&v1::AgentId>) -> bool {
+        let registered = self.agent_by_pid.get(&from.to_string());
+        let ok = match agent_id {
+            Some(id) => registered == Some(&id.value),
+            None => registered.is_some(),
+        };
+        if !ok {
+            tracing::warn!(from = %from, agent_id = ?agent_id.map(|a| &a.value), "ignoring a message an agent sent for another agent");
+        }
+        ok
     }
 
     /// Records the outcome of a SASL authentication of `pid`: its

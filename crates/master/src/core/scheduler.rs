@@ -262,13 +262,15 @@ impl Master {
             }),
             ..Default::default()
         };
-        // A refused resubscription gets only the ERROR, as in Mesos.
-        if let Some(principal) = self
-            .frameworks
-            .get(&framework_id)
-            .and_then(|f| f.info.principal.as_ref())
-        {
-            if info.principal.as_ref().is_some_and(|p| p != principal) {
+        // A refused resubscription gets only the ERROR, as in Mesos. A
+        // framework registered without a principal cannot be taken over by
+        // one that has (or proved) a principal either.
+        if let Some(framework) = self.frameworks.get(&framework_id) {
+            if info
+                .principal
+                .as_ref()
+                .is_some_and(|p| Some(p) != framework.info.principal.as_ref())
+            {
                 let error = error_event("Changing framework's principal is not allowed.");
                 subscriber.send(&error);
                 return Subscription {

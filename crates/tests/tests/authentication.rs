@@ -566,3 +566,59 @@ async fn malformed_and_out_of_order_sasl_messages_are_refused_cleanly() {
     assert_eq!(status, Some(200));
     drop(cluster);
 }
+
+#[test]
+fn sighup_reloads_credentials_and_keeps_authenticated_agents() {
+    let cluster = Cluster::start(1);
+    let url = format!("{}/master/state", cluster.master_url());
+    let status_as = |principal: &str, secret: &str| {
+        mesos_tests::blocking_client_as(principal, secret)
+            .get(&url)
+            .send()
+            .map(|r| r.status().as_u16())
+            .ok()
+    };
+    assert_eq!(status_as("rotated-operator", "rotated-secret-3b7"), Some(401));
+    let rotated = serde_json::json!({"credentials": [
+        {"principal": AGENT_PRINCIPAL, "secret": AGENT_SECRET},
+        {"principal": mesos_tests::OPERATOR_PRINCIPAL, "secret": OPERATOR_SECRET},
+        {"principal": "rotated-operator", "secret": "rotated-secret-3b7"},
+    ]});
+    write_private(&cluster.credentials_path(), &rotated.to_string());
+    let pid = cluster.master.as_ref().expect("master").child.id();
+    let hup = || {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGHUP,
+        )
+        .expect("SIGHUP");
+    };
+    hup();
+    wait_until(Duration::from_secs(10), "the new principal works", || {
+        status_as("rotated-operator", "rotated-secret-3b7") == Some(200)
+    });
+    // The framework principal was removed: its secret no longer works.
+    let scheduler = format!("{}/api/v1/scheduler", cluster.master_url());
+    let status = mesos_tests::blocking_client_as(FRAMEWORK_PRINCIPAL, FRAMEWORK_SECRET)
+        .post(&scheduler)
+        .header("Content-Type", "application/json")
+        .body(subscribe_body(None))
+        .send()
+        .expect("response")
+        .status()
+        .as_u16();
+    assert_eq!(status, 401);
+    // The agent authenticated before the reload stays registered.
+    let slaves = get_json(&format!("{}/master/slaves", cluster.master_url())).expect("slaves");
+    assert_eq!(slaves["slaves"][0]["active"], true, "{slaves}");
+
+    // A broken file keeps the credentials in force and says why.
+    write_private(&cluster.credentials_path(), "{\"credentials\": [");
+    hup();
+    wait_until(Duration::from_secs(10), "the refusal is logged", || {
+        cluster
+            .master_log()
+            .contains("keeping the current credentials")
+    });
+    assert_eq!(status_as("rotated-operator", "rotated-secret-3b7"), Some(200));
+}

@@ -118,10 +118,33 @@ pub struct Flags {
     #[arg(long, env = "MESOS_LAUNCHER_DIR")]
     pub launcher_dir: Option<PathBuf>,
 
-    /// Isolators, comma separated (recorded; enforcement comes with the
-    /// launcher).
+    /// Isolators, comma separated. `network/ports` watches the ports
+    /// containers listen on; `posix/cpu`, `posix/mem`, `cgroups/cpu`,
+    /// `cgroups/mem` and `filesystem/posix` are what the launcher does
+    /// anyway; other Mesos isolators are refused by name (not implemented).
     #[arg(long, env = "MESOS_ISOLATION", default_value = "posix/cpu,posix/mem")]
     pub isolation: String,
+
+    /// `network/ports`: kill a container that listens on a port it was not
+    /// allocated (its tasks fail with REASON_CONTAINER_LIMITATION). When
+    /// false, violations are only logged.
+    #[arg(long, env = "MESOS_ENFORCE_CONTAINER_PORTS", default_value = "false", num_args = 0..=1, default_missing_value = "true", value_parser = bool_arg)]
+    pub enforce_container_ports: bool,
+
+    /// `network/ports`: time between two scans of the containers' listening
+    /// ports (Mesos: 30secs).
+    #[arg(long, env = "MESOS_CONTAINER_PORTS_WATCH_INTERVAL", default_value = "5secs", value_parser = duration_arg)]
+    pub container_ports_watch_interval: Duration,
+
+    /// `network/ports`: only check ports inside the agent's `ports` resource
+    /// (`[31000-32000]` when `--resources` has none). Needed with executors
+    /// that listen on a port of their own.
+    #[arg(long, env = "MESOS_CHECK_AGENT_PORT_RANGE_ONLY", default_value = "false", num_args = 0..=1, default_missing_value = "true", value_parser = bool_arg)]
+    pub check_agent_port_range_only: bool,
+
+    /// `network/ports`: only check ports in this range, e.g. `[0-1023,31000-32000]`.
+    #[arg(long, env = "MESOS_CONTAINER_PORTS_ISOLATED_RANGE")]
+    pub container_ports_isolated_range: Option<String>,
 
     /// Role of resources given without one.
     #[arg(long, env = "MESOS_DEFAULT_ROLE", default_value = "*")]
@@ -238,6 +261,75 @@ pub enum FlagError {
     /// authenticator name, a missing `--http_credentials`).
     #[error("{0}")]
     Auth(String),
+    /// `--isolation` or an isolator's flags are unusable.
+    #[error("{0}")]
+    Isolation(String),
+}
+
+/// The `network/ports` settings (Mesos's `NetworkPortsIsolatorProcess::create`),
+/// or `None` when the isolator is off.
+fn ports_config(
+    flags: &Flags,
+    isolation: &[String],
+) -> Result<Option<crate::isolators::ports::PortsConfig>, FlagError> {
+    use crate::isolators::ports::{PortRanges, PortsConfig};
+    use mesos_common::resources::Resources;
+    if !isolation
+        .iter()
+        .any(|n| n == crate::isolators::NETWORK_PORTS)
+    {
+        return Ok(None);
+    }
+    if flags.launcher.as_deref() != Some("linux") {
+        return Err(FlagError::Isolation(
+            "The 'network/ports' isolator requires the 'linux' launcher".into(),
+        ));
+    }
+    if flags.check_agent_port_range_only && flags.container_ports_isolated_range.is_some() {
+        return Err(FlagError::Isolation(
+            "Only one of `--check_agent_port_range_only` or \
+             '--container_ports_isolated_range` should be specified"
+                .into(),
+        ));
+    }
+    if flags.container_ports_watch_interval.is_zero() {
+        return Err(FlagError::Range(
+            "--container_ports_watch_interval must be more than 0secs".into(),
+        ));
+    }
+    let mut isolated = None;
+    if flags.check_agent_port_range_only {
+        let text = flags.resources.as_deref().unwrap_or("");
+        let resources = Resources::parse_with_default_role(text, &flags.default_role)
+            .map_err(|e| FlagError::Isolation(format!("Failed to parse agent resources: {e}")))?;
+        isolated = Some(if resources.names().contains(&"ports") {
+            PortRanges::from_ranges(resources.ports())
+        } else {
+            PortRanges::from_ranges([(31000, 32000)])
+        });
+    }
+    if let Some(range) = &flags.container_ports_isolated_range {
+        let bad =
+            || FlagError::Isolation(format!("Failed to parse isolated ports range '{range}'"));
+        let inner = range
+            .trim()
+            .strip_prefix('[')
+            .and_then(|r| r.strip_suffix(']'))
+            .ok_or_else(bad)?;
+        let ranges = parse_ranges(inner).map_err(|_| bad())?;
+        if ranges.range.iter().any(|r| r.end > u64::from(u16::MAX)) {
+            return Err(bad());
+        }
+        isolated = Some(PortRanges::from_ranges(
+            ranges.range.iter().map(|r| (r.begin, r.end)),
+        ));
+    }
+    Ok(Some(PortsConfig {
+        watch_interval: flags.container_ports_watch_interval,
+        enforce: flags.enforce_container_ports,
+        isolated,
+        cni_enabled: isolation.iter().any(|n| n == "network/cni"),
+    }))
 }
 
 /// The one line an agent started with HTTP authentication on (the
@@ -429,6 +521,10 @@ pub struct Config {
     /// generated one `main` installs (see [`crate::auth::executor_key`]).
     /// `None` when executor authentication is off.
     pub jwt_key: Option<Secret>,
+    /// `--isolation`, parsed (aliases expanded).
+    pub isolation: Vec<String>,
+    /// The `network/ports` settings, when that isolator is on.
+    pub ports: Option<crate::isolators::ports::PortsConfig>,
 }
 
 impl Config {
@@ -475,6 +571,9 @@ impl Config {
                 .unwrap_or_else(|| PathBuf::from(".")),
         };
         let auth = AuthConfig::from_flags(&mut flags)?;
+        let isolation = crate::isolators::parse_isolation(&flags.isolation)
+            .map_err(|e| FlagError::Isolation(e.to_string()))?;
+        let ports = ports_config(&flags, &isolation)?;
         Ok(Self {
             flags,
             master,
@@ -486,6 +585,8 @@ impl Config {
             mechanisms: auth.mechanisms,
             http_credentials: auth.http_credentials,
             jwt_key: auth.jwt_key,
+            isolation,
+            ports,
         })
     }
 
@@ -571,6 +672,21 @@ impl Config {
         put("switch_user", f.switch_user.to_string());
         put("launcher_dir", self.launcher_dir.display().to_string());
         put("isolation", f.isolation.clone());
+        put(
+            "enforce_container_ports",
+            f.enforce_container_ports.to_string(),
+        );
+        put(
+            "container_ports_watch_interval",
+            format_duration(f.container_ports_watch_interval),
+        );
+        put(
+            "check_agent_port_range_only",
+            f.check_agent_port_range_only.to_string(),
+        );
+        if let Some(range) = &f.container_ports_isolated_range {
+            put("container_ports_isolated_range", range.clone());
+        }
         put("default_role", f.default_role.clone());
         put("checkpoint", "true".into());
         // Credential flags show their paths, never what the files hold.
@@ -757,6 +873,85 @@ mod tests {
         let mut all = vec!["mesos-agent"];
         all.extend_from_slice(args);
         Flags::try_parse_from(all)
+    }
+
+    fn ports_config_of(
+        extra: &[&str],
+    ) -> Result<Option<crate::isolators::ports::PortsConfig>, FlagError> {
+        let mut args = vec!["--master=127.0.0.1:5050", "--work_dir=/w", "--insecure"];
+        args.extend_from_slice(extra);
+        Config::from_flags(parse(&args).expect("parses")).map(|c| c.ports)
+    }
+
+    #[test]
+    fn network_ports_flags_follow_mesos() {
+        use crate::isolators::ports::PortRanges;
+        let flags = parse(&["--master=127.0.0.1:5050", "--work_dir=/w"]).expect("valid flags");
+        assert!(!flags.enforce_container_ports, "Mesos default: off");
+        assert!(!flags.check_agent_port_range_only);
+        assert_eq!(flags.container_ports_watch_interval, Duration::from_secs(5));
+        assert_eq!(ports_config_of(&[]).expect("default isolation"), None);
+
+        let on = ["--isolation=network/ports", "--launcher=linux"];
+        let config = ports_config_of(&on).expect("valid").expect("on");
+        assert_eq!(config.isolated, None, "all ports by default");
+
+        let err = ports_config_of(&["--isolation=network/ports", "--launcher=posix"])
+            .expect_err("posix launcher");
+        assert_eq!(
+            err.to_string(),
+            "The 'network/ports' isolator requires the 'linux' launcher"
+        );
+
+        let mut both = on.to_vec();
+        both.extend([
+            "--check_agent_port_range_only",
+            "--container_ports_isolated_range=[1-2]",
+        ]);
+        let err = ports_config_of(&both).expect_err("exclusive");
+        assert!(
+            err.to_string()
+                .starts_with("Only one of `--check_agent_port_range_only`"),
+            "{err}"
+        );
+
+        let mut agent_only = on.to_vec();
+        agent_only.extend([
+            "--check_agent_port_range_only",
+            "--resources=cpus:1;ports:[100-200,300-300]",
+        ]);
+        let config = ports_config_of(&agent_only).expect("valid").expect("on");
+        assert_eq!(
+            config.isolated,
+            Some(PortRanges::from_ranges([(100, 200), (300, 300)]))
+        );
+        let mut default_range = on.to_vec();
+        default_range.extend(["--check_agent_port_range_only", "--resources=cpus:1"]);
+        let config = ports_config_of(&default_range).expect("valid").expect("on");
+        assert_eq!(
+            config.isolated,
+            Some(PortRanges::from_ranges([(31000, 32000)]))
+        );
+
+        let mut range = on.to_vec();
+        range.extend([
+            "--container_ports_isolated_range=[0-1023, 31000-32000]",
+            "--enforce_container_ports",
+        ]);
+        let config = ports_config_of(&range).expect("valid").expect("on");
+        assert_eq!(
+            config.isolated,
+            Some(PortRanges::from_ranges([(0, 1023), (31000, 32000)]))
+        );
+        assert!(config.enforce);
+        let mut bad = on.to_vec();
+        bad.push("--container_ports_isolated_range=1-2");
+        assert_eq!(
+            ports_config_of(&bad).expect_err("no brackets").to_string(),
+            "Failed to parse isolated ports range '1-2'"
+        );
+        let err = ports_config_of(&["--isolation=linux/seccomp"]).expect_err("not implemented");
+        assert!(matches!(err, FlagError::Isolation(_)), "{err}");
     }
 
     #[test]

@@ -34,5 +34,6 @@ pub mod executor_api;
 pub mod files;
 pub mod flags;
 pub mod http;
+pub mod isolators;
 pub mod paths;
 pub mod status_update_manager;

@@ -21,6 +21,7 @@ fn main() {
     mesos_common::init_logging("info");
     let flags: Flags = parse_or_exit();
     let mut config = Config::from_flags(flags).unwrap_or_else(|e| fail(e));
+    let tls = mesos_common::tls::Tls::from_env().unwrap_or_else(|e| fail(e));
     let work_dir = config.flags.work_dir.clone();
     let sandboxes = work_dir.join("slaves");
     if let Err(e) = std::fs::create_dir_all(&sandboxes) {
@@ -71,7 +72,7 @@ fn main() {
         .enable_all()
         .build()
         .unwrap_or_else(|e| fail(format!("cannot start the runtime: {e}")));
-    match runtime.block_on(run(config, launcher, resources, files, audit)) {
+    match runtime.block_on(run(config, launcher, resources, files, audit, tls)) {
         Ok(()) => std::process::exit(0),
         Err(e) => {
             tracing::error!("{e:#}");
@@ -87,6 +88,7 @@ async fn run(
     resources: Resources,
     files: Files,
     audit: AuditLog,
+    tls: Option<Arc<mesos_common::tls::Tls>>,
 ) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind((config.flags.ip, config.flags.port))
         .await
@@ -100,7 +102,7 @@ async fn run(
     let agent = Agent::new(
         config.clone(),
         launcher.clone(),
-        Transport::default(),
+        Transport::new(mesos_common::net::connector(tls.clone())),
         resources.into_vec(),
         resources_json,
     );
@@ -108,7 +110,10 @@ async fn run(
         work_dir = %config.flags.work_dir.display(), "agent started");
     let http_auth = HttpAuth::new(&config, audit);
     let app = http::router(agent.handle(), config.clone(), files, http_auth);
-    let server = tokio::spawn(mesos_common::net::serve(listener, app));
+    if let Some(tls) = &tls {
+        tls.watch(std::time::Duration::from_secs(1));
+    }
+    let server = tokio::spawn(mesos_common::net::serve_tls(listener, app, tls));
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("installing the SIGTERM handler")?;
     let result = tokio::select! {

@@ -114,6 +114,23 @@ pub trait Syscalls: Send + Sync + 'static {
     fn process(&self, pid: u32) -> io::Result<Option<ProcessInfo>>;
     /// Every process visible in `/proc`.
     fn processes(&self) -> io::Result<Vec<ProcessInfo>>;
+    /// Every TCP socket in LISTEN state in the agent's network namespace,
+    /// IPv4 and IPv6, from one netlink sock_diag dump per family.
+    fn listening_tcp_sockets(&self) -> io::Result<Vec<ListeningSocket>>;
+    /// The inodes of the sockets `pid` holds open (its `/proc/<pid>/fd`
+    /// entries that link to `socket:[<inode>]`). `NotFound` when the process is gone.
+    fn socket_inodes(&self, pid: u32) -> io::Result<Vec<u64>>;
+}
+
+/// A listening TCP socket as sock_diag reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListeningSocket {
+    /// The socket's inode (what `/proc/<pid>/fd/<n>` links to as `socket:[<inode>]`).
+    pub inode: u64,
+    /// The local address it listens on.
+    pub addr: std::net::IpAddr,
+    /// The local port.
+    pub port: u16,
 }
 
 /// The real system calls.
@@ -176,6 +193,31 @@ fn child_setup(
 }
 
 impl Syscalls for RealSyscalls {
+    fn listening_tcp_sockets(&self) -> io::Result<Vec<ListeningSocket>> {
+        let mut out = Vec::new();
+        for family in [libc::AF_INET, libc::AF_INET6] {
+            sock_diag::dump_listening(family, &mut out)?;
+        }
+        Ok(out)
+    }
+
+    fn socket_inodes(&self, pid: u32) -> io::Result<Vec<u64>> {
+        let path = format!("/proc/{pid}/fd");
+        // readlinkat() relative to the open directory, as Mesos does: a path
+        // readlink would walk /proc/<pid>/fd again for every descriptor
+        // (about half the cost of a scan).
+        let dir = File::open(&path)?;
+        let mut inodes = Vec::new();
+        for entry in std::fs::read_dir(&path)? {
+            let Ok(entry) = entry else { continue };
+            // An fd closed since readdir: skip it, as Mesos's caller does for the pid.
+            if let Some(inode) = socket_inode_at(&dir, entry.file_name().as_encoded_bytes()) {
+                inodes.push(inode);
+            }
+        }
+        Ok(inodes)
+    }
+
     fn spawn(&self, req: SpawnRequest) -> io::Result<u32> {
         let mut cmd = Command::new(&req.program);
         cmd.args(&req.args)
@@ -324,6 +366,167 @@ pub async fn readable(fd: OwnedFd) -> io::Result<()> {
     afd.readable().await.map(|_| ())
 }
 
+/// The socket inode `<dir>/<name>` links to, if it is a socket; no allocation.
+fn socket_inode_at(dir: &File, name: &[u8]) -> Option<u64> {
+    // `name` is a descriptor number: a few digits. The array keeps a NUL after it.
+    let mut path = [0u8; 32];
+    if name.is_empty() || name.len() >= path.len() || name.contains(&0) {
+        return None;
+    }
+    path[..name.len()].copy_from_slice(name);
+    // "socket:[" + at most 20 digits + "]" fits; a longer target is no socket.
+    let mut target = [0u8; 64];
+    // SAFETY: `dir` is an open descriptor for the call's duration; `path` is
+    // NUL-terminated inside its array; `target` is writable for the length
+    // passed, and readlinkat writes at most that many bytes and keeps no pointer.
+    let n = unsafe {
+        libc::readlinkat(
+            dir.as_raw_fd(),
+            path.as_ptr().cast(),
+            target.as_mut_ptr().cast(),
+            target.len(),
+        )
+    };
+    let n = usize::try_from(n).ok()?;
+    parse_socket_link(target.get(..n)?)
+}
+
+/// The inode of a `/proc/<pid>/fd/<n>` link target `socket:[<inode>]`.
+pub fn parse_socket_link(target: &[u8]) -> Option<u64> {
+    let digits = target.strip_prefix(b"socket:[")?.strip_suffix(b"]")?;
+    std::str::from_utf8(digits).ok()?.parse().ok()
+}
+
+/// A hand-rolled netlink `SOCK_DIAG_BY_FAMILY` dump of TCP sockets in LISTEN
+/// state (the request and reply layouts of `linux/inet_diag.h`): small, and no
+/// C library (Mesos uses libnl's idiag).
+pub mod sock_diag {
+    use super::ListeningSocket;
+    use std::fs::File;
+    use std::io::{self, Read, Write};
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+    use std::os::fd::{FromRawFd, OwnedFd};
+
+    const NETLINK_SOCK_DIAG: libc::c_int = 4;
+    const SOCK_DIAG_BY_FAMILY: u16 = 20;
+    const NLMSG_ERROR: u16 = 2;
+    const NLMSG_DONE: u16 = 3;
+    const NLM_F_REQUEST: u16 = 0x1;
+    const NLM_F_DUMP: u16 = 0x300;
+    const TCP_LISTEN: u32 = 10;
+    const HEADER: usize = 16;
+    /// `struct inet_diag_msg` up to and including `idiag_inode`.
+    const DIAG_MSG: usize = 72;
+
+    /// The request: `nlmsghdr` + `inet_diag_req_v2` for `family`, TCP, LISTEN only.
+    pub fn request(family: u8, seq: u32) -> [u8; 72] {
+        let mut req = [0u8; 72];
+        req[0..4].copy_from_slice(&72u32.to_ne_bytes());
+        req[4..6].copy_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
+        req[6..8].copy_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
+        req[8..12].copy_from_slice(&seq.to_ne_bytes());
+        // nlmsg_pid 0: the kernel fills it in.
+        req[16] = family;
+        req[17] = libc::IPPROTO_TCP as u8;
+        // idiag_ext 0, pad 0, then the state mask; the socket id stays zero (all sockets).
+        req[20..24].copy_from_slice(&(1u32 << TCP_LISTEN).to_ne_bytes());
+        req
+    }
+
+    /// What one reply datagram held.
+    #[derive(Debug, PartialEq, Eq)]
+    pub enum Parsed {
+        /// More datagrams follow.
+        More,
+        /// `NLMSG_DONE` was seen.
+        Done,
+    }
+
+    /// Parses one reply datagram, appending the sockets it lists.
+    pub fn parse(buf: &[u8], out: &mut Vec<ListeningSocket>) -> io::Result<Parsed> {
+        let mut off = 0;
+        while off + HEADER <= buf.len() {
+            let word = |at: usize| -> [u8; 4] {
+                let mut w = [0u8; 4];
+                w.copy_from_slice(&buf[at..at + 4]);
+                w
+            };
+            let len = u32::from_ne_bytes(word(off)) as usize;
+            let kind = u16::from_ne_bytes([buf[off + 4], buf[off + 5]]);
+            if len < HEADER || off + len > buf.len() {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("sock_diag: malformed netlink message of length {len}"),
+                ));
+            }
+            match kind {
+                NLMSG_DONE => return Ok(Parsed::Done),
+                NLMSG_ERROR => {
+                    let code = if len >= HEADER + 4 {
+                        i32::from_ne_bytes(word(off + HEADER))
+                    } else {
+                        -libc::EPROTO
+                    };
+                    return Err(io::Error::from_raw_os_error(-code));
+                }
+                SOCK_DIAG_BY_FAMILY if len >= HEADER + DIAG_MSG => {
+                    let m = &buf[off + HEADER..off + HEADER + DIAG_MSG];
+                    let port = u16::from_be_bytes([m[4], m[5]]);
+                    let addr = match i32::from(m[0]) {
+                        libc::AF_INET => IpAddr::V4(Ipv4Addr::new(m[8], m[9], m[10], m[11])),
+                        _ => {
+                            let mut a = [0u8; 16];
+                            a.copy_from_slice(&m[8..24]);
+                            IpAddr::V6(Ipv6Addr::from(a))
+                        }
+                    };
+                    let inode = u32::from_ne_bytes([m[68], m[69], m[70], m[71]]);
+                    // Inode 0 would mean the kernel did not say; Mesos skips it too.
+                    if inode != 0 {
+                        out.push(ListeningSocket {
+                            inode: u64::from(inode),
+                            addr,
+                            port,
+                        });
+                    }
+                }
+                _ => {}
+            }
+            off += (len + 3) & !3;
+        }
+        Ok(Parsed::More)
+    }
+
+    /// Dumps the listening TCP sockets of `family` into `out`.
+    pub fn dump_listening(family: libc::c_int, out: &mut Vec<ListeningSocket>) -> io::Result<()> {
+        // SAFETY: socket() takes plain integers and returns a new descriptor or -1.
+        let fd = unsafe {
+            libc::socket(
+                libc::AF_NETLINK,
+                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+                NETLINK_SOCK_DIAG,
+            )
+        };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` was just returned by the kernel, is open, and nothing else owns it.
+        let mut sock = File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+        // An unbound, unconnected netlink socket sends to the kernel: write() is send().
+        sock.write_all(&request(family as u8, 1))?;
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = sock.read(&mut buf)?;
+            if n == 0 {
+                return Ok(());
+            }
+            if parse(&buf[..n], out)? == Parsed::Done {
+                return Ok(());
+            }
+        }
+    }
+}
+
 /// Parses `/proc/<pid>/stat`. The command name (field 2) is in parentheses and
 /// may itself contain spaces and parentheses, so fields are counted from the
 /// last `)`.
@@ -400,6 +603,8 @@ pub mod fake {
         exits: HashMap<u32, i32>,
         joined: HashMap<u32, Vec<PathBuf>>,
         spawn_error: Option<io::ErrorKind>,
+        listening: Vec<ListeningSocket>,
+        sockets: HashMap<u32, Vec<u64>>,
     }
 
     /// The recording fake. See the module documentation.
@@ -456,6 +661,16 @@ pub mod fake {
         /// Adds (or replaces) a process in the fake process table.
         pub fn add_process(&self, info: ProcessInfo) {
             self.lock().processes.insert(info.pid, info);
+        }
+
+        /// Sets what `listening_tcp_sockets` reports.
+        pub fn set_listening(&self, sockets: Vec<ListeningSocket>) {
+            self.lock().listening = sockets;
+        }
+
+        /// Sets the socket inodes process `pid` holds (`socket_inodes`).
+        pub fn set_sockets(&self, pid: u32, inodes: Vec<u64>) {
+            self.lock().sockets.insert(pid, inodes);
         }
 
         /// Makes the next spawns fail with `kind`.
@@ -618,6 +833,18 @@ pub mod fake {
         fn processes(&self) -> io::Result<Vec<ProcessInfo>> {
             Ok(self.lock().processes.values().copied().collect())
         }
+
+        fn listening_tcp_sockets(&self) -> io::Result<Vec<ListeningSocket>> {
+            Ok(self.lock().listening.clone())
+        }
+
+        fn socket_inodes(&self, pid: u32) -> io::Result<Vec<u64>> {
+            self.lock()
+                .sockets
+                .get(&pid)
+                .cloned()
+                .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))
+        }
     }
 }
 
@@ -669,5 +896,71 @@ mod tests {
         assert_eq!(info.map(|p| p.pid), Some(me));
         let all = RealSyscalls.processes().expect("listing /proc works");
         assert!(all.iter().any(|p| p.pid == me));
+    }
+
+    #[test]
+    fn socket_links_give_their_inode_and_nothing_else_does() {
+        assert_eq!(parse_socket_link(b"socket:[12345]"), Some(12345));
+        assert_eq!(parse_socket_link(b"pipe:[12345]"), None);
+        assert_eq!(parse_socket_link(b"socket:[]"), None);
+        assert_eq!(parse_socket_link(b"/dev/null"), None);
+    }
+
+    #[test]
+    fn a_netlink_error_reply_is_an_os_error_and_done_ends_the_dump() {
+        let mut reply = vec![0u8; 36];
+        reply[0..4].copy_from_slice(&36u32.to_ne_bytes());
+        reply[4..6].copy_from_slice(&2u16.to_ne_bytes());
+        reply[16..20].copy_from_slice(&(-libc::EPERM).to_ne_bytes());
+        let err = sock_diag::parse(&reply, &mut Vec::new()).expect_err("error reply");
+        assert_eq!(err.raw_os_error(), Some(libc::EPERM));
+        let mut done = vec![0u8; 20];
+        done[0..4].copy_from_slice(&20u32.to_ne_bytes());
+        done[4..6].copy_from_slice(&3u16.to_ne_bytes());
+        assert_eq!(
+            sock_diag::parse(&done, &mut Vec::new()).expect("done"),
+            sock_diag::Parsed::Done
+        );
+        let mut short = vec![0u8; 16];
+        short[0..4].copy_from_slice(&400u32.to_ne_bytes());
+        assert!(sock_diag::parse(&short, &mut Vec::new()).is_err());
+    }
+
+    #[test]
+    fn sock_diag_lists_our_own_ipv4_and_ipv6_listeners_with_the_inodes_our_fds_link_to() {
+        let v4 = std::net::TcpListener::bind("127.0.0.1:0").expect("bind v4");
+        let v6 = match std::net::TcpListener::bind("[::1]:0") {
+            Ok(l) => Some(l),
+            Err(e) => {
+                eprintln!("no IPv6 loopback here ({e}); checking IPv4 only");
+                None
+            }
+        };
+        let listening = RealSyscalls
+            .listening_tcp_sockets()
+            .expect("sock_diag dump");
+        let mine = RealSyscalls
+            .socket_inodes(std::process::id())
+            .expect("our fds");
+        let mut wanted = vec![v4.local_addr().expect("addr")];
+        if let Some(l) = &v6 {
+            wanted.push(l.local_addr().expect("addr"));
+        }
+        for addr in wanted {
+            let found = listening
+                .iter()
+                .find(|s| s.port == addr.port() && s.addr == addr.ip())
+                .unwrap_or_else(|| panic!("{addr} in the dump: {listening:?}"));
+            assert!(
+                mine.contains(&found.inode),
+                "our fds link to socket {}",
+                found.inode
+            );
+        }
+        // A connected (not listening) socket is not reported.
+        let client = std::net::TcpStream::connect(v4.local_addr().expect("addr")).expect("connect");
+        let port = client.local_addr().expect("addr").port();
+        let again = RealSyscalls.listening_tcp_sockets().expect("dump");
+        assert!(!again.iter().any(|s| s.port == port));
     }
 }

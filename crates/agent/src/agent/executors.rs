@@ -513,6 +513,7 @@ impl Agent {
         if existing.is_none() {
             self.launch_container(agent_id, framework_id, &executor_id);
         } else {
+            self.update_isolation(framework_id, &executor_id);
             self.deliver_pending(framework_id, &executor_id);
         }
     }
@@ -742,6 +743,14 @@ impl Agent {
             }
         };
         let container_id = spec.container_id.clone();
+        let mut spec = spec;
+        match self.prepare_isolation(framework_id, executor_id) {
+            Ok(launch_info) => spec.env.extend(launch_info.environment),
+            Err(message) => {
+                self.launch_failed(framework_id, executor_id, message);
+                return;
+            }
+        }
         let pid = match self.launcher.launch(&spec) {
             Ok(pid) => pid,
             Err(e) => {
@@ -764,6 +773,15 @@ impl Agent {
             executor.pid = Some(pid);
         }
         self.watch_executor(framework_id, executor_id, &container_id, pid);
+        if let Err(message) = self.start_isolation(framework_id, executor_id, &container_id, pid) {
+            tracing::warn!(framework_id, executor_id, "{message}");
+            if let Some(executor) = self.executor_mut(framework_id, executor_id) {
+                executor.state = ExecutorState::Terminating;
+                executor.termination = Some((Reason::ContainerLaunchFailed, message));
+            }
+            self.destroy_container(&container_id);
+            return;
+        }
         self.schedule(
             self.config.flags.executor_registration_timeout,
             Input::RegistrationTimeout {
@@ -834,6 +852,9 @@ impl Agent {
         };
         let user_name = command_user.unwrap_or_else(|| framework.info.user.clone());
         let mut env = inherited_env();
+        // The executor talks to this agent: it needs our TLS settings
+        // (LIBPROCESS_SSL_*; inherited_env() drops LIBPROCESS_ variables).
+        env.extend(mesos_common::tls::Settings::executor_env(std::env::vars()));
         let user = if flags.switch_user {
             let account = nix::unistd::User::from_name(&user_name)
                 .map_err(|e| format!("Failed to launch container: cannot look up user '{user_name}': {e}"))?
@@ -1028,9 +1049,10 @@ impl Agent {
             fatal_checkpoint(&sentinel, &e);
         }
         self.destroy_container(container_id);
+        let limitation = self.cleanup_isolation(container_id);
         if !terminating {
             for (task_id, killed) in live {
-                if killed {
+                if killed && limitation.is_none() {
                     self.agent_update(
                         framework_id,
                         Some(executor_id),
@@ -1040,13 +1062,14 @@ impl Agent {
                         message.clone(),
                     );
                 } else {
-                    self.agent_update(
+                    self.agent_update_with_limitation(
                         framework_id,
                         Some(executor_id),
                         task_id,
                         TaskState::TaskFailed,
                         reason,
                         message.clone(),
+                        limitation.clone(),
                     );
                 }
             }
@@ -1151,6 +1174,30 @@ impl Agent {
         reason: Reason,
         message: String,
     ) {
+        self.agent_update_with_limitation(
+            framework_id,
+            executor_id,
+            task_id,
+            state,
+            reason,
+            message,
+            None,
+        );
+    }
+
+    /// [`Agent::agent_update`] naming the resources a container limitation
+    /// was about (`TaskStatus.limitation`, for the `REASON_CONTAINER_LIMITATION*` reasons).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn agent_update_with_limitation(
+        &mut self,
+        framework_id: &str,
+        executor_id: Option<&str>,
+        task_id: v1::TaskId,
+        state: TaskState,
+        reason: Reason,
+        message: String,
+        limitation: Option<v1::TaskResourceLimitation>,
+    ) {
         tracing::info!(framework_id, task_id = %task_id.value, state = state.as_str_name(), message = %message, "agent status update");
         let status = v1::TaskStatus {
             task_id,
@@ -1164,6 +1211,7 @@ impl Agent {
             }),
             timestamp: Some(now_secs()),
             uuid: Some(Bytes::copy_from_slice(uuid::Uuid::new_v4().as_bytes())),
+            limitation: limitation.map(Box::new),
             ..Default::default()
         };
         self.status_update(framework_id, executor_id, status);

@@ -10,6 +10,7 @@
 
 pub mod authenticatee;
 mod executors;
+mod isolation;
 mod recovery;
 mod registration;
 mod state_json;
@@ -87,6 +88,18 @@ pub enum Input {
     },
     /// `--executor_reregistration_timeout` passed after recovery.
     ReregistrationTimeout,
+    /// An isolator limited a container (e.g. a task listening on a port it
+    /// was not given).
+    Limitation {
+        /// Framework id.
+        framework_id: String,
+        /// Executor id.
+        executor_id: String,
+        /// The run.
+        container_id: String,
+        /// What was exceeded.
+        limitation: crate::isolators::ContainerLimitation,
+    },
     /// The link to the master broke.
     MasterExited {
         /// Which link.
@@ -311,6 +324,11 @@ pub struct Agent {
     pub(crate) layout: Layout,
     pub(crate) transport: Transport,
     pub(crate) launcher: Arc<dyn Launcher>,
+    /// The isolators of `--isolation`.
+    pub(crate) isolators: crate::isolators::Isolators,
+    /// Limitations that ended containers, until their tasks' updates are sent.
+    pub(crate) limitations:
+        std::collections::HashMap<String, crate::isolators::ContainerLimitation>,
     pub(crate) self_pid: Upid,
     pub(crate) master: Upid,
     /// AgentInfo; `id` set once registered (or recovered).
@@ -383,7 +401,10 @@ impl Agent {
                 timeout_max: config.flags.authentication_timeout_max,
             })
         });
+        let isolators = build_isolators(&config, &launcher);
         Self {
+            isolators,
+            limitations: Default::default(),
             authenticatee,
             layout: Layout::new(config.flags.work_dir.clone()),
             master: config.master.clone(),
@@ -434,6 +455,7 @@ impl Agent {
         let Some(mut rx) = self.rx.take() else {
             anyhow::bail!("the agent runs once");
         };
+        self.isolators.start();
         self.recover().await?;
         loop {
             let deadline = self.next_deadline();
@@ -507,6 +529,12 @@ impl Agent {
                 container_id,
             } => self.shutdown_timeout(&framework_id, &executor_id, &container_id),
             Input::ReregistrationTimeout => self.reregistration_timeout(),
+            Input::Limitation {
+                framework_id,
+                executor_id,
+                container_id,
+                limitation,
+            } => self.container_limited(&framework_id, &executor_id, &container_id, limitation),
             Input::MasterExited { generation } => self.master_exited(generation),
             Input::State(reply) => {
                 let _ = reply.send(self.state_json());
@@ -674,6 +702,29 @@ impl Agent {
         }
         tracing::info!("agent terminated");
     }
+}
+
+/// The isolators `--isolation` names (validated with the flags). The
+/// `network/ports` isolator lists a container's processes with the launcher.
+fn build_isolators(config: &Config, launcher: &Arc<dyn Launcher>) -> crate::isolators::Isolators {
+    use crate::isolators::ports::{NetworkPortsIsolator, PidLister};
+    let mut list: Vec<Arc<dyn crate::isolators::Isolator>> = Vec::new();
+    if let Some(ports) = &config.ports {
+        let launcher = Arc::clone(launcher);
+        let pids: Arc<PidLister> = Arc::new(move |id: &str| {
+            launcher
+                .pids(id)
+                .map_err(|e| std::io::Error::other(e.to_string()))
+        });
+        list.push(Arc::new(NetworkPortsIsolator::new(
+            Arc::new(crate::sys::RealSyscalls),
+            pids,
+            ports.clone(),
+        )));
+    }
+    let isolators = crate::isolators::Isolators::new(list);
+    tracing::info!(isolation = ?config.isolation, active = ?isolators.names(), "isolators");
+    isolators
 }
 
 /// A checkpoint that cannot be written leaves the agent unable to keep its

@@ -101,7 +101,7 @@ impl Agent {
             .launcher
             .recover(&alive_runs)
             .map_err(|e| anyhow::anyhow!("launcher recovery failed: {e}"))?;
-        for orphan in orphans {
+        for orphan in orphans.clone() {
             tracing::warn!(container_id = %orphan, "destroying orphan container");
             if let Err(e) = self.launcher.destroy(&orphan).await {
                 tracing::warn!(container_id = %orphan, "cannot destroy orphan container: {e}");
@@ -129,6 +129,7 @@ impl Agent {
         let mut dead = Vec::new();
         let mut terminated = Vec::new();
         let mut waiting = 0;
+        let mut live = Vec::new();
         for run in runs {
             let framework_id = run.framework_id.clone();
             let executor_id = run.executor.id.clone();
@@ -140,6 +141,7 @@ impl Agent {
                 (_, true, Some(pid)) => {
                     waiting += 1;
                     self.watch_executor(&framework_id, &executor_id, &container_id, pid);
+                    live.push((framework_id.clone(), executor_id.clone(), container_id, pid));
                 }
                 _ => dead.push((framework_id.clone(), executor_id.clone(), container_id)),
             }
@@ -147,6 +149,7 @@ impl Agent {
                 framework.executors.insert(executor_id, run.executor);
             }
         }
+        self.recover_isolation(&live, &orphans);
         for (framework_id, executor_id, container_id) in dead {
             tracing::warn!(%framework_id, %executor_id, "executor died while the agent was down");
             self.executor_exited(&framework_id, &executor_id, &container_id, None);

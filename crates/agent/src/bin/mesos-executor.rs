@@ -13,6 +13,14 @@ fn main() {
             std::process::exit(1);
         }
     };
+    match mesos_common::tls::Tls::from_env() {
+        Ok(Some(tls)) => mesos_agent::executor::client::use_tls(tls),
+        Ok(None) => {}
+        Err(e) => {
+            eprintln!("mesos-executor: {e}");
+            std::process::exit(1);
+        }
+    }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

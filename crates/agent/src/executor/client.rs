@@ -11,7 +11,9 @@ use http::{header, Method, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
-use mesos_common::net::{Connector, TcpConnector};
+use std::sync::{Arc, OnceLock};
+
+use mesos_common::net::{SharedConnector, TcpConnector};
 use mesos_proto::v1::executor as exec;
 use tokio::sync::mpsc;
 
@@ -54,8 +56,17 @@ pub enum ClientError {
     },
 }
 
+static CONNECTOR: OnceLock<SharedConnector> = OnceLock::new();
+
+/// Talks to the agent over TLS (`LIBPROCESS_SSL_*` the agent passed on).
+/// Call once, before the first call to the agent.
+pub fn use_tls(tls: Arc<mesos_common::tls::Tls>) {
+    let _ = CONNECTOR.set(mesos_common::net::connector(Some(tls)));
+}
+
 async fn connect(endpoint: &str) -> Result<Sender, ClientError> {
-    let stream = TcpConnector
+    let stream = CONNECTOR
+        .get_or_init(|| Arc::new(TcpConnector))
         .connect(endpoint.to_string())
         .await
         .map_err(|e| ClientError::Connect(endpoint.to_string(), e.to_string()))?;

@@ -64,6 +64,7 @@ fn main() {
         max_completed_tasks_per_framework: 1000,
         weights: vec![],
         authenticate_agents: false,
+        authz: Default::default(),
     };
     let now = Instant::now();
     let mut master = Master::new(config, Box::new(InMemoryRegistry::default())).expect("master");

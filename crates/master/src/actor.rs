@@ -26,6 +26,8 @@ pub enum Command {
         call: Call,
         /// Negotiated stream encoding.
         content_type: ContentType,
+        /// The principal the request authenticated as.
+        principal: Option<String>,
         /// Where the subscription goes.
         reply: oneshot::Sender<Subscription>,
     },
@@ -152,9 +154,10 @@ fn handle_command(master: &mut Master, command: Command) {
         Command::Subscribe {
             call,
             content_type,
+            principal,
             reply,
         } => {
-            let subscription = master.subscribe(call, content_type, now);
+            let subscription = master.subscribe_as(call, content_type, principal, now);
             let _ = reply.send(subscription);
         }
         Command::Call {

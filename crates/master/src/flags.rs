@@ -162,6 +162,19 @@ pub struct Flags {
     #[arg(long, env = "MESOS_AUDIT_LOG")]
     pub audit_log: Option<PathBuf>,
 
+    /// Mesos ACLs: JSON, a path, or `file:///path`. Without it (and with
+    /// authentication on) our secure default applies: a principal may
+    /// register with role `*` and its own roles (`alice`, `alice/...`) and
+    /// run tasks as any user but root; everything else is denied, each
+    /// denial naming the ACL to add. Reloaded on SIGHUP.
+    #[arg(long, env = "MESOS_ACLS")]
+    pub acls: Option<String>,
+
+    /// Authorizer to use: only `local` (Mesos's ACL authorizer) is built
+    /// in.
+    #[arg(long, env = "MESOS_AUTHORIZERS", default_value = "local")]
+    pub authorizers: String,
+
     /// Turn every `--authenticate_*` flag off: anyone may register agents
     /// and frameworks and call every endpoint. For reproducing Mesos's
     /// default and the workshop's first step, never for a real cluster.
@@ -188,6 +201,12 @@ impl Flags {
             self.authenticate_http_readwrite = false;
         }
         self.sasl_mechanisms()?;
+        if self.authorizers != "local" {
+            return Err(format!(
+                "--authorizers: unknown authorizer '{}' (only 'local' is built in)",
+                self.authorizers
+            ));
+        }
         for (flag, list) in [
             ("--http_authenticators", &self.http_authenticators),
             (
@@ -421,6 +440,7 @@ impl Flags {
                 format_duration(self.authentication_v0_timeout),
             ),
             ("insecure".into(), self.insecure.to_string()),
+            ("authorizers".into(), self.authorizers.clone()),
         ];
         let optional = [
             ("advertise_ip", self.advertise_ip.map(|v| v.to_string())),
@@ -435,6 +455,7 @@ impl Flags {
             ("roles", self.roles.clone()),
             // A path, never the secrets (inline JSON is refused at load).
             ("credentials", self.credentials.clone()),
+            ("acls", self.acls.clone()),
             (
                 "audit_log",
                 self.audit_log.as_ref().map(|p| p.display().to_string()),

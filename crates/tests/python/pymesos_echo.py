@@ -128,6 +128,8 @@ class EchoScheduler(Scheduler):
         record = {
             "task_id": update.get("task_id", {}).get("value"),
             "state": update.get("state"),
+            "reason": update.get("reason"),
+            "message": update.get("message"),
             "agent_id": update.get("agent_id", {}).get("value"),
             "has_uuid": "uuid" in update,
         }
@@ -142,7 +144,7 @@ class EchoScheduler(Scheduler):
                 self.running_reported = True
                 emit({"framework_id": self.framework_id, "running": record["task_id"]})
             else:
-                extra = {k: update.get(k) for k in ("reason", "source", "message")}
+                extra = {"source": update.get("source")}
                 emit(dict({"event": "update"}, **record, **extra))
         elif all_done:
             self.done.set()
@@ -162,6 +164,7 @@ def parse_args():
     p.add_argument("--checkpoint", action="store_true",
                    help="set FrameworkInfo.checkpoint (implied by --long): tasks survive agent restarts")
     p.add_argument("--name", default="pymesos-echo")
+    p.add_argument("--role", help="FrameworkInfo.role (default: none, i.e. '*')")
     p.add_argument("--principal", default=os.environ.get("MESOS_PRINCIPAL"),
                    help="HTTP Basic principal (default: $MESOS_PRINCIPAL)")
     p.add_argument("--secret", default=os.environ.get("MESOS_SECRET"),
@@ -182,6 +185,8 @@ def main():
         "hostname": socket.gethostname(),
         "failover_timeout": args.failover_timeout,
     }
+    if args.role:
+        framework["role"] = args.role
     if args.checkpoint or args.long:
         framework["checkpoint"] = True
     if args.resubscribe is not None:

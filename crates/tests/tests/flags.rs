@@ -121,3 +121,39 @@ fn malformed_credentials_file_is_one_startup_error_naming_file_and_line() {
     assert!(last.contains("line 3"), "{stderr}");
     assert!(!stderr.contains("hunter2"), "the secret leaked: {stderr}");
 }
+
+#[test]
+fn malformed_acls_are_one_startup_error_naming_the_entry() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let credentials = dir.path().join("credentials.json");
+    mesos_tests::write_private(
+        &credentials,
+        "{\"credentials\":[{\"principal\":\"a\",\"secret\":\"b\"}]}",
+    );
+    for (acls, expected) in [
+        (r#"{"run_task":[]}"#, "run_tasks"),
+        (
+            r#"{"run_tasks":[{"principals":{"type":"ANY"}}]}"#,
+            "run_tasks",
+        ),
+        (
+            r#"{"run_tasks":[{"principals":{"type":"ANY"},"roles":{"type":"ANY"}}]}"#,
+            "run_tasks",
+        ),
+        (r#"{"run_tasks": 5"#, "--acls"),
+    ] {
+        let (code, _, stderr) = run(
+            "mesos-master",
+            &[
+                "--registry=in_memory",
+                "--port=0",
+                &format!("--credentials={}", credentials.display()),
+                &format!("--acls={acls}"),
+            ],
+            &[],
+        );
+        assert_eq!(code, 1, "{acls}: {stderr}");
+        let last = stderr.trim_end().lines().last().unwrap_or_default();
+        assert!(last.contains(expected), "{acls}: {stderr}");
+    }
+}

@@ -47,6 +47,11 @@ pub fn encode_event(event: &Event, content_type: ContentType) -> Bytes {
 pub struct Framework {
     /// Framework id.
     pub id: String,
+    /// The principal its scheduler authenticated as (None when HTTP
+    /// framework authentication is off): the subject of its authorization
+    /// requests, unlike `info.principal`, which an unauthenticated
+    /// scheduler could claim.
+    pub principal: Option<String>,
     /// Latest FrameworkInfo (with `id` set).
     pub info: FrameworkInfo,
     /// Roles it is subscribed to.
@@ -85,6 +90,7 @@ impl Framework {
         let roles = roles_of(&info);
         Self {
             id,
+            principal: None,
             info,
             roles,
             suppressed_roles: HashSet::new(),

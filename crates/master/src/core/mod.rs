@@ -27,6 +27,7 @@ use crate::allocator::{Allocator, AllocatorConfig};
 use crate::registry::{Registry, RegistryError};
 
 pub use agent::Agent;
+pub mod authz;
 pub use framework::{Framework, Subscriber};
 pub use operator::{OperatorSubscribeError, OperatorSubscriber, MAX_OPERATOR_SUBSCRIBERS};
 
@@ -59,6 +60,8 @@ pub struct Config {
     /// `--authenticate_agents`: refuse registration from agents that have
     /// not authenticated.
     pub authenticate_agents: bool,
+    /// The authorizer in force (`--acls`, the secure default, or none).
+    pub authz: authz::Authz,
 }
 
 /// Something the IO around the state machine must do.

@@ -185,6 +185,19 @@ impl Master {
         content_type: ContentType,
         now: Instant,
     ) -> Subscription {
+        self.subscribe_as(call, content_type, None, now)
+    }
+
+    /// SUBSCRIBE from a scheduler that authenticated as `principal` (if
+    /// any): the principal is the subject of the framework's
+    /// authorization requests from then on.
+    pub fn subscribe_as(
+        &mut self,
+        call: Call,
+        content_type: ContentType,
+        principal: Option<String>,
+        now: Instant,
+    ) -> Subscription {
         *self
             .counters
             .scheduler_calls
@@ -235,6 +248,25 @@ impl Master {
             .framework_id
             .map(|f| f.value)
             .or_else(|| info.id.as_ref().map(|f| f.value.clone()));
+        if let Err(denied) = self
+            .config
+            .authz
+            .register_framework(principal.as_deref(), &roles)
+        {
+            let mut sorted = roles.clone();
+            sorted.sort();
+            subscriber.send(&error_event(format!(
+                "Not authorized to register framework {} with roles {{ {} }}: {}",
+                requested_id.as_deref().unwrap_or(&info.name),
+                sorted.join(", "),
+                denied.explanation
+            )));
+            return Subscription {
+                stream_id,
+                framework_id: None,
+                records,
+            };
+        }
         let framework_id = match requested_id {
             Some(id) if self.is_completed_framework(&id) => {
                 subscriber.send(&error_event("Framework has been removed"));
@@ -298,6 +330,7 @@ impl Master {
             framework.roles = roles.clone();
             framework.suppressed_roles = suppressed.clone();
             framework.subscriber = Some(subscriber);
+            framework.principal = principal;
             framework.recovered = false;
             framework.reregistered_time = Some(now_secs());
             framework.unregistered_time = None;
@@ -311,6 +344,7 @@ impl Master {
             self.emit_framework(&framework_id, false);
         } else {
             let mut framework = Framework::new(framework_id.clone(), info, now_secs());
+            framework.principal = principal;
             framework.suppressed_roles = suppressed.clone();
             framework.subscriber = Some(subscriber);
             tracing::info!(%framework_id, name = %framework.info.name, roles = ?roles, "framework subscribed");
@@ -822,6 +856,27 @@ impl Master {
         remaining: &mut Resources,
     ) {
         let task_id = task.task_id.value.clone();
+        if let Some(framework) = self.frameworks.get(framework_id) {
+            let user = super::authz::task_user(&task, &framework.info.user).to_string();
+            let principal = framework.principal.clone();
+            if let Err(denied) = self.config.authz.run_task(principal.as_deref(), &user) {
+                // Mesos's text, typo included, then the rule that decided.
+                let message = format!(
+                    "Principal '{}' no authorized to launch task {task_id} of framework {framework_id} under user '{user}': {}",
+                    principal.as_deref().unwrap_or(""),
+                    denied.explanation
+                );
+                self.counters.tasks_error += 1;
+                framework.send(&update_event(master_status(
+                    &task_id,
+                    Some(agent_id),
+                    TaskState::TaskError,
+                    Reason::TaskUnauthorized,
+                    message,
+                )));
+                return;
+            }
+        }
         // Validation converts the task's resources once (allocation info
         // injected); the launched task carries that conversion.
         let result = (|| -> Result<(Resources, Resources), String> {
@@ -956,6 +1011,48 @@ impl Master {
     ) {
         let mut executor = group.executor;
         let tasks = group.task_group.tasks;
+        // Every task must be authorized, or none runs.
+        if let Some(framework) = self.frameworks.get(framework_id) {
+            let principal = framework.principal.clone();
+            let denial = tasks.iter().find_map(|task| {
+                let user = super::authz::task_user(task, &framework.info.user);
+                let user = executor
+                    .command
+                    .as_ref()
+                    .and_then(|c| c.user.as_deref())
+                    .filter(|_| {
+                        task.command
+                            .as_ref()
+                            .and_then(|c| c.user.as_ref())
+                            .is_none()
+                    })
+                    .unwrap_or(user)
+                    .to_string();
+                self.config
+                    .authz
+                    .run_task(principal.as_deref(), &user)
+                    .err()
+                    .map(|denied| (task.task_id.value.clone(), user, denied))
+            });
+            if let Some((task_id, user, denied)) = denial {
+                let message = format!(
+                    "Principal '{}' no authorized to launch task {task_id} of framework {framework_id} under user '{user}': {}",
+                    principal.as_deref().unwrap_or(""),
+                    denied.explanation
+                );
+                for task in &tasks {
+                    framework.send(&update_event(master_status(
+                        &task.task_id.value,
+                        Some(agent_id),
+                        TaskState::TaskError,
+                        Reason::TaskGroupUnauthorized,
+                        message.clone(),
+                    )));
+                }
+                self.counters.tasks_error += tasks.len() as u64;
+                return;
+            }
+        }
         // All-or-nothing: validate the group as a whole first.
         let group_error = (|| -> Result<Resources, String> {
             if tasks.is_empty() {

@@ -32,6 +32,7 @@ fn config() -> Config {
         max_completed_tasks_per_framework: 1000,
         weights: vec![],
         authenticate_agents: false,
+        authz: Default::default(),
     }
 }
 

@@ -1,6 +1,7 @@
 //! The master's HTTP edge: routes, Mesos's path aliases (`/master/...`,
 //! unprefixed, trailing slash) and the libprocess message entry point.
 
+pub mod explain;
 pub mod operator;
 pub mod scheduler;
 pub mod state;
@@ -27,6 +28,8 @@ pub struct AppState {
     pub authn: Authn,
     /// The libprocess entry (SASL sessions, then the master task).
     pub gate: Gate,
+    /// The authorizer in force (also inside the master task's config).
+    pub authz: crate::core::authz::Authz,
 }
 
 /// Adds `path` under its Mesos aliases: as given, under `/master`, and with
@@ -74,6 +77,9 @@ pub fn router(state: AppState) -> Router {
     let mut readwrite = Router::new();
     readwrite = alias(readwrite, "/api/v1", any(operator::api));
     readwrite = alias(readwrite, "/teardown", post(operator::teardown));
+    readwrite = readwrite
+        .route("/acls/explain", get(explain::explain))
+        .route("/acls/explain/", get(explain::explain));
     let readwrite = readwrite.route_layer(axum::middleware::from_fn_with_state(
         authn,
         authn::readwrite,

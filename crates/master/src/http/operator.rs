@@ -3,7 +3,7 @@
 
 use super::stream;
 use axum::body::{Body, Bytes};
-use axum::extract::State;
+use axum::extract::{Extension, State};
 use axum::response::{IntoResponse, Response};
 use http::{header, HeaderMap, Method, StatusCode};
 use mesos_common::http::{negotiate, request_content_type, ContentType, HttpError};
@@ -11,12 +11,19 @@ use mesos_proto::v1::master::{call, event, response, Call, Event, Response as Ma
 use mesos_proto::v1::{self as v1};
 
 use super::AppState;
+use crate::authn::Principal;
+use crate::core::authz::{Denied, Viewer};
 use crate::core::operator::encode_operator_event;
 use crate::core::{Master, OperatorSubscribeError};
 use crate::flags::Flags;
 
 /// `POST /master/teardown` with form body `frameworkId=<id>`.
-pub async fn teardown(State(app): State<AppState>, body: Bytes) -> Response {
+pub async fn teardown(
+    State(app): State<AppState>,
+    principal: Option<Extension<Principal>>,
+    body: Bytes,
+) -> Response {
+    let principal = principal.and_then(|Extension(Principal(p))| p);
     let framework_id = url::form_urlencoded::parse(&body)
         .find(|(k, _)| k == "frameworkId")
         .map(|(_, v)| v.into_owned());
@@ -30,19 +37,17 @@ pub async fn teardown(State(app): State<AppState>, body: Bytes) -> Response {
     let removed = app
         .master
         .write(move |m, now| {
-            if m.frameworks.contains_key(&framework_id) {
-                m.remove_framework(&framework_id, now);
-                Ok(())
-            } else {
-                Err(format!(
+            teardown_as(m, &framework_id, principal.as_deref(), now).map(|found| {
+                found.then_some(()).ok_or(format!(
                     "No framework found with specified ID '{framework_id}'"
                 ))
-            }
+            })
         })
         .await;
     match removed {
-        Some(Ok(())) => StatusCode::OK.into_response(),
-        Some(Err(message)) => (StatusCode::BAD_REQUEST, message).into_response(),
+        Some(Ok(Ok(()))) => StatusCode::OK.into_response(),
+        Some(Ok(Err(message))) => (StatusCode::BAD_REQUEST, message).into_response(),
+        Some(Err(denied)) => super::state::forbidden(&denied),
         None => (StatusCode::SERVICE_UNAVAILABLE, "Master is shutting down").into_response(),
     }
 }
@@ -50,11 +55,13 @@ pub async fn teardown(State(app): State<AppState>, body: Bytes) -> Response {
 /// `POST /api/v1`.
 pub async fn api(
     State(app): State<AppState>,
+    principal: Option<Extension<Principal>>,
     method: Method,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    match operator(app, method, headers, body).await {
+    let principal = principal.and_then(|Extension(Principal(p))| p);
+    match operator(app, principal, method, headers, body).await {
         Ok(response) => response,
         Err(e) => e.into_response(),
     }
@@ -62,6 +69,7 @@ pub async fn api(
 
 async fn operator(
     app: AppState,
+    principal: Option<String>,
     method: Method,
     headers: HeaderMap,
     body: Bytes,
@@ -83,7 +91,36 @@ async fn operator(
         )
     })?;
     if kind == call::Type::Subscribe {
+        // The stream is not filtered per reader: only a principal that may
+        // view every framework, task and executor may open it.
+        for action in [
+            mesos_acls::Action::ViewFrameworks,
+            mesos_acls::Action::ViewTasks,
+            mesos_acls::Action::ViewExecutors,
+        ] {
+            if let Err(denied) =
+                app.authz
+                    .check(action, principal.as_deref(), mesos_acls::Object::Any)
+            {
+                return Err(HttpError::new(
+                    StatusCode::FORBIDDEN,
+                    format!("403 Forbidden. {}", denied.explanation),
+                ));
+            }
+        }
         return subscribe(&app, accept).await;
+    }
+    if kind == call::Type::GetFlags {
+        if let Err(denied) = app.authz.check(
+            mesos_acls::Action::ViewFlags,
+            principal.as_deref(),
+            mesos_acls::Object::Any,
+        ) {
+            return Err(HttpError::new(
+                StatusCode::FORBIDDEN,
+                format!("403 Forbidden. {}", denied.explanation),
+            ));
+        }
     }
     let flags = app.flags.clone();
     let response = match kind {
@@ -114,18 +151,15 @@ async fn operator(
             })?;
             let outcome = app
                 .master
-                .write(move |m, now| {
-                    if m.frameworks.contains_key(&framework_id) {
-                        m.remove_framework(&framework_id, now);
-                        true
-                    } else {
-                        false
-                    }
-                })
+                .write(move |m, now| teardown_as(m, &framework_id, principal.as_deref(), now))
                 .await;
             return match outcome {
-                Some(true) => Ok(StatusCode::OK.into_response()),
-                Some(false) => Err(HttpError::bad_request("Framework cannot be found")),
+                Some(Ok(true)) => Ok(StatusCode::OK.into_response()),
+                Some(Ok(false)) => Err(HttpError::bad_request("Framework cannot be found")),
+                Some(Err(denied)) => Err(HttpError::new(
+                    StatusCode::FORBIDDEN,
+                    format!("403 Forbidden. {}", denied.explanation),
+                )),
                 None => Err(HttpError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "Master is shutting down",
@@ -133,7 +167,13 @@ async fn operator(
             };
         }
         _ => {
-            let read = app.master.read(move |m| read_call(m, kind)).await;
+            let read = app
+                .master
+                .read(move |m| {
+                    let mut viewer = m.config.authz.viewer(principal.as_deref());
+                    read_call(m, kind, &mut viewer)
+                })
+                .await;
             match read {
                 Some(Some(response)) => Some(response),
                 Some(None) => None,
@@ -224,7 +264,92 @@ fn version_info() -> v1::VersionInfo {
     }
 }
 
-fn read_call(m: &Master, kind: call::Type) -> Option<MasterResponse> {
+/// Tears `framework_id` down if `principal` may (teardown_frameworks on
+/// the framework's principal); `Ok(false)` when there is no such
+/// framework.
+fn teardown_as(
+    m: &mut Master,
+    framework_id: &str,
+    principal: Option<&str>,
+    now: std::time::Instant,
+) -> Result<bool, Denied> {
+    let Some(framework) = m.frameworks.get(framework_id) else {
+        return Ok(false);
+    };
+    let object = match framework.info.principal.as_deref() {
+        Some(p) => mesos_acls::Object::Value(p),
+        None => mesos_acls::Object::Any,
+    };
+    m.config
+        .authz
+        .check(mesos_acls::Action::TeardownFrameworks, principal, object)?;
+    m.remove_framework(framework_id, now);
+    Ok(true)
+}
+
+/// Drops what `viewer` may not see from a GET_* response.
+fn filter_response(m: &Master, response: &mut MasterResponse, viewer: &mut Viewer) {
+    let framework = |id: &str| {
+        m.frameworks
+            .get(id)
+            .or_else(|| m.completed_frameworks.iter().find(|f| f.id == id))
+    };
+    let filter_tasks = |tasks: &mut Vec<v1::Task>, viewer: &mut Viewer| {
+        tasks.retain(|t| framework(&t.framework_id.value).is_some_and(|f| viewer.task(f, t)));
+    };
+    let state = response.get_state.as_mut();
+    let (frameworks, tasks, executors) = match state {
+        Some(state) => (
+            state.get_frameworks.as_mut(),
+            state.get_tasks.as_mut(),
+            state.get_executors.as_mut(),
+        ),
+        None => (
+            response.get_frameworks.as_mut(),
+            response.get_tasks.as_mut(),
+            response.get_executors.as_mut(),
+        ),
+    };
+    if let Some(frameworks) = frameworks {
+        for list in [
+            &mut frameworks.frameworks,
+            &mut frameworks.completed_frameworks,
+        ] {
+            list.retain(|f| {
+                framework(
+                    &f.framework_info
+                        .id
+                        .as_ref()
+                        .map(|i| i.value.clone())
+                        .unwrap_or_default(),
+                )
+                .is_some_and(|fw| viewer.framework(fw))
+            });
+        }
+    }
+    if let Some(tasks) = tasks {
+        filter_tasks(&mut tasks.tasks, viewer);
+        filter_tasks(&mut tasks.unreachable_tasks, viewer);
+        filter_tasks(&mut tasks.completed_tasks, viewer);
+    }
+    if let Some(executors) = executors {
+        executors.executors.retain(|e| {
+            e.executor_info
+                .framework_id
+                .as_ref()
+                .and_then(|id| framework(&id.value))
+                .is_some_and(|f| viewer.executor(f, &e.executor_info))
+        });
+    }
+}
+
+fn read_call(m: &Master, kind: call::Type, viewer: &mut Viewer) -> Option<MasterResponse> {
+    let mut response = read_call_unfiltered(m, kind)?;
+    filter_response(m, &mut response, viewer);
+    Some(response)
+}
+
+fn read_call_unfiltered(m: &Master, kind: call::Type) -> Option<MasterResponse> {
     let mut response = MasterResponse::default();
     match kind {
         call::Type::GetMetrics => {

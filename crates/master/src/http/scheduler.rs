@@ -64,6 +64,7 @@ async fn scheduler(
         app.master.send(Command::Subscribe {
             call,
             content_type: accept,
+            principal: principal.clone(),
             reply: tx,
         });
         let subscription = rx.await.map_err(|_| unavailable())?;

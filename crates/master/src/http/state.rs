@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use axum::extract::{Query, State};
+use axum::extract::{Extension, Query, State};
 use axum::response::{IntoResponse, Response};
 use http::{header, StatusCode};
 use mesos_common::http::json_response;
@@ -13,6 +13,8 @@ use mesos_proto::v1::{self as v1, TaskState};
 use serde_json::{json, Map, Value};
 
 use super::AppState;
+use crate::authn::Principal;
+use crate::core::authz::{Denied, Viewer};
 use crate::core::{Agent, Framework, Master};
 use crate::flags::Flags;
 
@@ -169,7 +171,12 @@ fn executor_json(executor: &v1::ExecutorInfo, agent_id: &str) -> Value {
 }
 
 /// One framework, as `/master/state` writes it.
-pub fn framework_json(master: &Master, framework: &Framework, with_tasks: bool) -> Value {
+pub fn framework_json(
+    master: &Master,
+    framework: &Framework,
+    with_tasks: bool,
+    viewer: &mut Viewer,
+) -> Value {
     let used = framework_used(framework);
     let offered = framework_offered(master, framework);
     let info = &framework.info;
@@ -211,11 +218,19 @@ pub fn framework_json(master: &Master, framework: &Framework, with_tasks: bool) 
         object["labels"] = labels;
     }
     if with_tasks {
-        object["tasks"] = Value::Array(framework.tasks.values().map(|t| task_json(t)).collect());
+        object["tasks"] = Value::Array(
+            framework
+                .tasks
+                .values()
+                .filter(|t| viewer.task(framework, t))
+                .map(|t| task_json(t))
+                .collect(),
+        );
         object["unreachable_tasks"] = Value::Array(
             framework
                 .unreachable_tasks
                 .values()
+                .filter(|t| viewer.task(framework, t))
                 .map(|t| task_json(t))
                 .collect(),
         );
@@ -223,6 +238,7 @@ pub fn framework_json(master: &Master, framework: &Framework, with_tasks: bool) 
             framework
                 .completed_tasks
                 .iter()
+                .filter(|t| viewer.task(framework, t))
                 .map(|t| task_json(t))
                 .collect(),
         );
@@ -238,6 +254,7 @@ pub fn framework_json(master: &Master, framework: &Framework, with_tasks: bool) 
             framework
                 .executors
                 .iter()
+                .filter(|(_, e)| viewer.executor(framework, e))
                 .map(|((agent_id, _), e)| executor_json(e, agent_id))
                 .collect(),
         );
@@ -365,7 +382,7 @@ fn version_fields(object: &mut Value) {
 }
 
 /// `/master/state`.
-pub fn state_json(master: &Master, flags: &Flags) -> Value {
+pub fn state_json(master: &Master, flags: &Flags, viewer: &mut Viewer, show_flags: bool) -> Value {
     let leader = json!({
         "id": master.info.id,
         "pid": master.info.pid,
@@ -384,7 +401,6 @@ pub fn state_json(master: &Master, flags: &Flags) -> Value {
         "unreachable_slaves": master.unreachable_agents.len(),
         "leader": master.info.pid,
         "leader_info": leader,
-        "flags": flags_json(flags),
         "slaves": master.agents.values().map(|a| agent_json(master, a)).collect::<Vec<_>>(),
         "recovered_slaves": master.recovered_agents.values().map(|a| json!({
             "id": a.info.id.as_ref().map(|i| i.value.clone()).unwrap_or_default(),
@@ -392,16 +408,36 @@ pub fn state_json(master: &Master, flags: &Flags) -> Value {
             "port": a.info.port.unwrap_or(5051),
             "resources": resources_json(&a.info.resources),
         })).collect::<Vec<_>>(),
-        "frameworks": master.frameworks.values().map(|f| framework_json(master, f, true)).collect::<Vec<_>>(),
-        "completed_frameworks": master.completed_frameworks.iter().map(|f| framework_json(master, f, true)).collect::<Vec<_>>(),
+        "frameworks": visible_frameworks(master, master.frameworks.values(), viewer),
+        "completed_frameworks": visible_frameworks(master, master.completed_frameworks.iter(), viewer),
         "orphan_tasks": [],
         "unregistered_frameworks": [],
     });
-    if let Some(cluster) = &flags.cluster {
-        object["cluster"] = json!(cluster);
+    // Only for readers view_flags allows (Mesos hides them otherwise).
+    if show_flags {
+        object["flags"] = flags_json(flags);
+        if let Some(cluster) = &flags.cluster {
+            object["cluster"] = json!(cluster);
+        }
     }
     version_fields(&mut object);
     object
+}
+
+/// The frameworks `viewer` may see, each with the tasks and executors it
+/// may see.
+fn visible_frameworks<'a>(
+    master: &Master,
+    frameworks: impl Iterator<Item = &'a Framework>,
+    viewer: &mut Viewer,
+) -> Vec<Value> {
+    let mut visible = Vec::new();
+    for framework in frameworks {
+        if viewer.framework(framework) {
+            visible.push(framework_json(master, framework, true, viewer));
+        }
+    }
+    visible
 }
 
 fn task_counts(tasks: impl Iterator<Item = i32>) -> Map<String, Value> {
@@ -430,7 +466,7 @@ fn task_counts(tasks: impl Iterator<Item = i32>) -> Map<String, Value> {
 }
 
 /// `/master/state-summary`.
-pub fn state_summary_json(master: &Master, flags: &Flags) -> Value {
+pub fn state_summary_json(master: &Master, flags: &Flags, viewer: &mut Viewer) -> Value {
     let slaves: Vec<Value> = master
         .agents
         .values()
@@ -456,8 +492,11 @@ pub fn state_summary_json(master: &Master, flags: &Flags) -> Value {
     let frameworks: Vec<Value> = master
         .frameworks
         .values()
+        .filter(|framework| viewer.framework(framework))
+        .collect::<Vec<_>>()
+        .into_iter()
         .map(|framework| {
-            let mut object = framework_json(master, framework, false);
+            let mut object = framework_json(master, framework, false, viewer);
             if let Value::Object(map) = &mut object {
                 map.extend(task_counts(
                     framework
@@ -489,7 +528,7 @@ pub fn state_summary_json(master: &Master, flags: &Flags) -> Value {
 
 /// `/master/tasks`: active, unreachable and completed tasks, sorted by the
 /// latest status timestamp, paged.
-pub fn tasks_json(master: &Master, params: &Params) -> Result<Value, String> {
+pub fn tasks_json(master: &Master, params: &Params, viewer: &mut Viewer) -> Result<Value, String> {
     let limit: usize = match params.limit.as_deref() {
         None => 100,
         Some("-1") => usize::MAX,
@@ -521,8 +560,10 @@ pub fn tasks_json(master: &Master, params: &Params) -> Result<Value, String> {
                 .values()
                 .chain(f.unreachable_tasks.values())
                 .chain(f.completed_tasks.iter())
-                .map(|t| &**t)
+                .map(move |t| (f, &**t))
         })
+        .filter(|(f, t)| viewer.task(f, t))
+        .map(|(_, t)| t)
         .filter(|t| {
             params
                 .task_id
@@ -668,34 +709,58 @@ fn ratio(used: f64, total: f64) -> f64 {
 
 async fn render(
     app: &AppState,
+    principal: Option<String>,
     jsonp: Option<&str>,
-    f: impl FnOnce(&Master, &Flags) -> Value + Send + 'static,
+    f: impl FnOnce(&Master, &Flags, &mut Viewer) -> Value + Send + 'static,
 ) -> Response {
     let flags = app.flags.clone();
-    match app.master.read(move |m| f(m, &flags)).await {
+    let read = move |m: &Master| {
+        let mut viewer = m.config.authz.viewer(principal.as_deref());
+        f(m, &flags, &mut viewer)
+    };
+    match app.master.read(read).await {
         Some(value) => json_response(&value, jsonp),
         None => (StatusCode::SERVICE_UNAVAILABLE, "Master is shutting down").into_response(),
     }
 }
 
 /// `GET /master/state`.
-pub async fn state(State(app): State<AppState>, Query(p): Query<Params>) -> Response {
-    render(&app, p.jsonp.as_deref(), state_json).await
+pub async fn state(
+    State(app): State<AppState>,
+    principal: Option<Extension<Principal>>,
+    Query(p): Query<Params>,
+) -> Response {
+    let principal = principal.and_then(|Extension(Principal(p))| p);
+    let show_flags = view_flags(&app, principal.as_deref()).is_ok();
+    render(&app, principal, p.jsonp.as_deref(), move |m, f, v| {
+        state_json(m, f, v, show_flags)
+    })
+    .await
 }
 
 /// `GET /master/state-summary`.
-pub async fn state_summary(State(app): State<AppState>, Query(p): Query<Params>) -> Response {
-    render(&app, p.jsonp.as_deref(), state_summary_json).await
+pub async fn state_summary(
+    State(app): State<AppState>,
+    principal: Option<Extension<Principal>>,
+    Query(p): Query<Params>,
+) -> Response {
+    let principal = principal.and_then(|Extension(Principal(p))| p);
+    render(&app, principal, p.jsonp.as_deref(), state_summary_json).await
 }
 
 /// `GET /master/frameworks`.
-pub async fn frameworks(State(app): State<AppState>, Query(p): Query<Params>) -> Response {
+pub async fn frameworks(
+    State(app): State<AppState>,
+    principal: Option<Extension<Principal>>,
+    Query(p): Query<Params>,
+) -> Response {
+    let principal = principal.and_then(|Extension(Principal(p))| p);
     let wanted = p.framework_id.clone();
-    render(&app, p.jsonp.as_deref(), move |m, _| {
+    render(&app, principal, p.jsonp.as_deref(), move |m, _, viewer| {
         let keep = |f: &&Framework| wanted.as_ref().is_none_or(|id| *id == f.id);
         json!({
-            "frameworks": m.frameworks.values().filter(keep).map(|f| framework_json(m, f, true)).collect::<Vec<_>>(),
-            "completed_frameworks": m.completed_frameworks.iter().filter(keep).map(|f| framework_json(m, f, true)).collect::<Vec<_>>(),
+            "frameworks": visible_frameworks(m, m.frameworks.values().filter(keep), viewer),
+            "completed_frameworks": visible_frameworks(m, m.completed_frameworks.iter().filter(keep), viewer),
             "unregistered_frameworks": [],
         })
     })
@@ -705,7 +770,7 @@ pub async fn frameworks(State(app): State<AppState>, Query(p): Query<Params>) ->
 /// `GET /master/slaves`.
 pub async fn slaves(State(app): State<AppState>, Query(p): Query<Params>) -> Response {
     let wanted = p.slave_id.clone();
-    render(&app, p.jsonp.as_deref(), move |m, _| {
+    render(&app, None, p.jsonp.as_deref(), move |m, _, _| {
         json!({
             "slaves": m.agents.values().filter(|a| wanted.as_ref().is_none_or(|id| *id == a.id)).map(|a| agent_json(m, a)).collect::<Vec<_>>(),
             "recovered_slaves": [],
@@ -715,9 +780,20 @@ pub async fn slaves(State(app): State<AppState>, Query(p): Query<Params>) -> Res
 }
 
 /// `GET /master/tasks`.
-pub async fn tasks(State(app): State<AppState>, Query(p): Query<Params>) -> Response {
+pub async fn tasks(
+    State(app): State<AppState>,
+    principal: Option<Extension<Principal>>,
+    Query(p): Query<Params>,
+) -> Response {
+    let principal = principal.and_then(|Extension(Principal(p))| p);
     let jsonp = p.jsonp.clone();
-    let result = app.master.read(move |m| tasks_json(m, &p)).await;
+    let result = app
+        .master
+        .read(move |m| {
+            let mut viewer = m.config.authz.viewer(principal.as_deref());
+            tasks_json(m, &p, &mut viewer)
+        })
+        .await;
     match result {
         Some(Ok(value)) => json_response(&value, jsonp.as_deref()),
         Some(Err(message)) => (StatusCode::BAD_REQUEST, message).into_response(),
@@ -727,11 +803,19 @@ pub async fn tasks(State(app): State<AppState>, Query(p): Query<Params>) -> Resp
 
 /// `GET /master/roles`.
 pub async fn roles(State(app): State<AppState>, Query(p): Query<Params>) -> Response {
-    render(&app, p.jsonp.as_deref(), |m, _| roles_json(m)).await
+    render(&app, None, p.jsonp.as_deref(), |m, _, _| roles_json(m)).await
 }
 
 /// `GET /master/flags`.
-pub async fn flags(State(app): State<AppState>, Query(p): Query<Params>) -> Response {
+pub async fn flags(
+    State(app): State<AppState>,
+    principal: Option<Extension<Principal>>,
+    Query(p): Query<Params>,
+) -> Response {
+    let principal = principal.and_then(|Extension(Principal(p))| p);
+    if let Err(denied) = view_flags(&app, principal.as_deref()) {
+        return forbidden(&denied);
+    }
     let mut body = json!({ "flags": flags_json(&app.flags) });
     let warnings = app.flags.security_warnings();
     if !warnings.is_empty() {
@@ -754,8 +838,20 @@ pub async fn version(Query(p): Query<Params>) -> Response {
 }
 
 /// `GET /metrics/snapshot`.
-pub async fn metrics(State(app): State<AppState>, Query(p): Query<Params>) -> Response {
-    render(&app, p.jsonp.as_deref(), |m, _| metrics_json(m)).await
+pub async fn metrics(
+    State(app): State<AppState>,
+    principal: Option<Extension<Principal>>,
+    Query(p): Query<Params>,
+) -> Response {
+    let principal = principal.and_then(|Extension(Principal(p))| p);
+    if let Err(denied) = app.authz.check(
+        mesos_acls::Action::GetEndpoints,
+        principal.as_deref(),
+        mesos_acls::Object::Value("/metrics/snapshot"),
+    ) {
+        return forbidden(&denied);
+    }
+    render(&app, None, p.jsonp.as_deref(), |m, _, _| metrics_json(m)).await
 }
 
 /// `GET /master/redirect`: we are always the leader.
@@ -774,6 +870,24 @@ pub async fn redirect(State(app): State<AppState>) -> Response {
     (
         StatusCode::TEMPORARY_REDIRECT,
         [(header::LOCATION, location)],
+    )
+        .into_response()
+}
+
+/// `view_flags` for this reader (the object is always ANY).
+fn view_flags(app: &AppState, principal: Option<&str>) -> Result<(), Denied> {
+    app.authz.check(
+        mesos_acls::Action::ViewFlags,
+        principal,
+        mesos_acls::Object::Any,
+    )
+}
+
+/// Mesos's 403 body, then the rule that decided.
+pub fn forbidden(denied: &Denied) -> Response {
+    (
+        StatusCode::FORBIDDEN,
+        format!("403 Forbidden. {}", denied.explanation),
     )
         .into_response()
 }

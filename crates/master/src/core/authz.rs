@@ -1,0 +1,178 @@
+//! Authorization at the master's decision points: which authorizer is in
+//! force, the checks the state machine makes (register_frameworks,
+//! run_tasks, teardown_frameworks) with Mesos's failure texts plus the
+//! rule that decided, and the per-request view filters of the read
+//! endpoints. The rules themselves live in the `mesos-acls` crate.
+
+use std::sync::Arc;
+
+use mesos_acls::{Action, Authorizer, Decision, Object, Request, ViewFilter};
+use mesos_proto::v1;
+
+use super::Framework;
+
+/// The authorizer in force, if any: `--acls` (casbin), our secure default
+/// when authentication is on and no `--acls` is given, or none under
+/// `--insecure` without `--acls` (everything allowed, as in Mesos).
+#[derive(Clone, Default)]
+pub struct Authz(pub Option<Arc<dyn Authorizer>>);
+
+impl std::fmt::Debug for Authz {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "Authz(on)"
+        } else {
+            "Authz(off)"
+        })
+    }
+}
+
+/// A denial and its explanation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Denied {
+    /// Which rule decided and what to add to allow it.
+    pub explanation: String,
+}
+
+impl Authz {
+    /// Decides one request; `Ok` when allowed or when no authorizer is in
+    /// force.
+    pub fn check(
+        &self,
+        action: Action,
+        subject: Option<&str>,
+        object: Object,
+    ) -> Result<(), Denied> {
+        let Some(authorizer) = &self.0 else {
+            return Ok(());
+        };
+        let request = Request {
+            action,
+            subject,
+            object,
+        };
+        let decision: Decision = authorizer.authorize(&request);
+        if decision.is_allowed() {
+            Ok(())
+        } else {
+            let explanation = decision.explain(&request);
+            tracing::warn!(principal = subject.unwrap_or(""), action = %action, "denied: {explanation}");
+            Err(Denied { explanation })
+        }
+    }
+
+    /// `register_frameworks`: every role of the framework must be allowed.
+    pub fn register_framework(
+        &self,
+        principal: Option<&str>,
+        roles: &[String],
+    ) -> Result<(), Denied> {
+        if self.0.is_none() {
+            return Ok(());
+        }
+        for role in roles {
+            self.check(Action::RegisterFrameworks, principal, Object::Value(role))?;
+        }
+        if roles.is_empty() {
+            if let Some(authorizer) = &self.0 {
+                let decision =
+                    authorizer.authorize_no_objects(Action::RegisterFrameworks, principal);
+                if !decision.is_allowed() {
+                    let request = Request {
+                        action: Action::RegisterFrameworks,
+                        subject: principal,
+                        object: Object::Any,
+                    };
+                    return Err(Denied {
+                        explanation: decision.explain(&request),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `run_tasks` as `user` (Mesos: the task's command user, else the
+    /// executor's, else the framework's).
+    pub fn run_task(&self, principal: Option<&str>, user: &str) -> Result<(), Denied> {
+        self.check(Action::RunTasks, principal, Object::Value(user))
+    }
+
+    /// A view filter for one request.
+    pub fn viewer<'a>(&'a self, principal: Option<&'a str>) -> Viewer<'a> {
+        Viewer {
+            frameworks: self
+                .0
+                .as_deref()
+                .map(|a| ViewFilter::new(a, principal, Action::ViewFrameworks)),
+            tasks: self
+                .0
+                .as_deref()
+                .map(|a| ViewFilter::new(a, principal, Action::ViewTasks)),
+            executors: self
+                .0
+                .as_deref()
+                .map(|a| ViewFilter::new(a, principal, Action::ViewExecutors)),
+        }
+    }
+}
+
+/// The user a task runs as, as Mesos picks it.
+pub fn task_user<'a>(task: &'a v1::TaskInfo, framework_user: &'a str) -> &'a str {
+    task.command
+        .as_ref()
+        .and_then(|c| c.user.as_deref())
+        .or_else(|| {
+            task.executor
+                .as_ref()
+                .and_then(|e| e.command.as_ref())
+                .and_then(|c| c.user.as_deref())
+        })
+        .unwrap_or(framework_user)
+}
+
+/// What one reader of the read endpoints may see (view_frameworks on the
+/// framework's user, view_tasks on the task's user or else the
+/// framework's, view_executors likewise). Decisions are memoized per
+/// distinct user, so filtering many tasks costs a few checks.
+pub struct Viewer<'a> {
+    frameworks: Option<ViewFilter<'a>>,
+    tasks: Option<ViewFilter<'a>>,
+    executors: Option<ViewFilter<'a>>,
+}
+
+impl Viewer<'_> {
+    /// May the reader see this framework?
+    pub fn framework(&mut self, framework: &Framework) -> bool {
+        match &mut self.frameworks {
+            None => true,
+            Some(filter) => filter.allows(Object::Value(&framework.info.user)),
+        }
+    }
+
+    /// May the reader see this task of `framework`?
+    pub fn task(&mut self, framework: &Framework, task: &v1::Task) -> bool {
+        match &mut self.tasks {
+            None => true,
+            Some(filter) => {
+                let user = task.user.as_deref().unwrap_or(&framework.info.user);
+                filter.allows(Object::Value(user))
+            }
+        }
+    }
+
+    /// May the reader see this executor of `framework`?
+    pub fn executor(&mut self, framework: &Framework, executor: &v1::ExecutorInfo) -> bool {
+        match &mut self.executors {
+            None => true,
+            Some(filter) => {
+                let user = executor
+                    .command
+                    .as_ref()
+                    .and_then(|c| c.user.as_deref())
+                    .unwrap_or(&framework.info.user);
+                filter.allows(Object::Value(user))
+            }
+        }
+    }
+}

@@ -7,6 +7,7 @@ pub mod flags;
 pub mod http;
 pub mod net;
 pub mod resources;
+pub mod tls;
 pub mod transport;
 pub mod upid;
 

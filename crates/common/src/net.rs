@@ -14,7 +14,9 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tower::ServiceExt;
 
-/// A bidirectional byte stream (TCP today, TLS over TCP later).
+use crate::tls::{PeerCertificate, Tls};
+
+/// A bidirectional byte stream (TCP, or TLS over TCP).
 pub trait Stream: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Stream for T {}
 
@@ -53,6 +55,19 @@ pub struct PeerAddr(pub SocketAddr);
 /// keep-alive, each connection on its own task. Returns only on a fatal
 /// accept error.
 pub async fn serve(listener: TcpListener, app: Router) -> io::Result<()> {
+    serve_tls(listener, app, None).await
+}
+
+/// As [`serve`], over TLS when `tls` is given: each connection's first
+/// bytes decide (libprocess's test); a plaintext peer is served only with
+/// `LIBPROCESS_SSL_SUPPORT_DOWNGRADE`, and refused (and logged with its
+/// address) otherwise. A verified client certificate is put into the
+/// request extensions as [`PeerCertificate`].
+pub async fn serve_tls(
+    listener: TcpListener,
+    app: Router,
+    tls: Option<Arc<Tls>>,
+) -> io::Result<()> {
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -65,21 +80,189 @@ pub async fn serve(listener: TcpListener, app: Router) -> io::Result<()> {
         };
         let _ = stream.set_nodelay(true);
         let app = app.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            let service = hyper::service::service_fn(
-                move |mut request: http::Request<hyper::body::Incoming>| {
-                    request.extensions_mut().insert(PeerAddr(peer));
-                    app.clone().oneshot(request.map(axum::body::Body::new))
-                },
-            );
-            let connection = hyper::server::conn::http1::Builder::new()
-                .keep_alive(true)
-                .serve_connection(TokioIo::new(stream), service)
-                .with_upgrades();
-            if let Err(e) = connection.await {
-                tracing::debug!(%peer, "connection ended: {e}");
+            match tls {
+                None => serve_connection(stream, peer, None, app).await,
+                Some(tls) => accept_tls(stream, peer, &tls, app).await,
             }
         });
+    }
+}
+
+/// How long a new connection may take to send its first bytes and finish
+/// the TLS handshake.
+const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+async fn accept_tls(stream: TcpStream, peer: SocketAddr, tls: &Tls, app: Router) {
+    let first = match tokio::time::timeout(HANDSHAKE_TIMEOUT, sniff(&stream)).await {
+        Ok(Ok(first)) => first,
+        Ok(Err(e)) => {
+            tracing::debug!(%peer, "connection failed before its first bytes: {e}");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(%peer, "connection sent nothing; closing");
+            return;
+        }
+    };
+    if first.is_empty() {
+        return;
+    }
+    if !crate::tls::looks_like_tls(&first) {
+        if tls.settings().support_downgrade {
+            tracing::debug!(%peer, "plaintext connection accepted (LIBPROCESS_SSL_SUPPORT_DOWNGRADE)");
+            serve_connection(stream, peer, None, app).await;
+        } else {
+            tracing::warn!(%peer, "refused a plaintext (non-TLS) connection: this process requires TLS (LIBPROCESS_SSL_ENABLED=true, LIBPROCESS_SSL_SUPPORT_DOWNGRADE=false)");
+            refuse_plaintext(stream, &first).await;
+        }
+        return;
+    }
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls.server_config());
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+        Ok(Ok(stream)) => {
+            let certificate = stream
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .map(|c| PeerCertificate::from_der(c.clone().into_owned()));
+            serve_connection(stream, peer, certificate, app).await;
+        }
+        Ok(Err(e)) => tracing::warn!(%peer, "refused a TLS connection: handshake failed: {e}"),
+        Err(_) => tracing::warn!(%peer, "refused a TLS connection: handshake timed out"),
+    }
+}
+
+/// Peeks at up to six first bytes (fewer if the peer sends fewer and
+/// pauses); empty when the peer closed.
+async fn sniff(stream: &TcpStream) -> io::Result<Vec<u8>> {
+    let mut buf = [0u8; 6];
+    let mut n = stream.peek(&mut buf).await?;
+    for _ in 0..20 {
+        if n == 0 || n >= buf.len() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        n = stream.peek(&mut buf).await?;
+    }
+    Ok(buf[..n].to_vec())
+}
+
+/// Tells an HTTP client why it is refused, then closes.
+async fn refuse_plaintext(mut stream: TcpStream, first: &[u8]) {
+    use tokio::io::AsyncWriteExt;
+    if first.first().is_some_and(u8::is_ascii_uppercase) {
+        let body = "This server requires TLS: use https://\n";
+        let response = format!(
+            "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let _ = tokio::time::timeout(
+            std::time::Duration::from_secs(1),
+            stream.write_all(response.as_bytes()),
+        )
+        .await;
+        let _ = stream.shutdown().await;
+    }
+}
+
+async fn serve_connection<S: Stream>(
+    stream: S,
+    peer: SocketAddr,
+    certificate: Option<PeerCertificate>,
+    app: Router,
+) {
+    let service =
+        hyper::service::service_fn(move |mut request: http::Request<hyper::body::Incoming>| {
+            request.extensions_mut().insert(PeerAddr(peer));
+            if let Some(certificate) = &certificate {
+                request.extensions_mut().insert(certificate.clone());
+            }
+            app.clone().oneshot(request.map(axum::body::Body::new))
+        });
+    let connection = hyper::server::conn::http1::Builder::new()
+        .keep_alive(true)
+        .serve_connection(TokioIo::new(stream), service)
+        .with_upgrades();
+    if let Err(e) = connection.await {
+        tracing::debug!(%peer, "connection ended: {e}");
+    }
+}
+
+/// TLS over TCP with the process's client config (reloaded configs apply
+/// to new connections). With `LIBPROCESS_SSL_SUPPORT_DOWNGRADE` a failed
+/// handshake is retried in plaintext, as libprocess does.
+#[derive(Debug, Clone)]
+pub struct TlsConnector {
+    source: ClientSource,
+}
+
+#[derive(Debug, Clone)]
+enum ClientSource {
+    Live(Arc<Tls>),
+    Fixed(Arc<rustls::ClientConfig>),
+}
+
+impl TlsConnector {
+    /// A connector using `tls` (and its reloads).
+    pub fn new(tls: Arc<Tls>) -> Self {
+        TlsConnector {
+            source: ClientSource::Live(tls),
+        }
+    }
+
+    /// A connector with a fixed rustls client config (no downgrade).
+    pub fn with_client_config(config: Arc<rustls::ClientConfig>) -> Self {
+        TlsConnector {
+            source: ClientSource::Fixed(config),
+        }
+    }
+}
+
+/// The host part of `host:port` (brackets of an IPv6 literal removed).
+fn host_of(address: &str) -> &str {
+    let host = address.rsplit_once(':').map_or(address, |(h, _)| h);
+    host.trim_start_matches('[').trim_end_matches(']')
+}
+
+impl Connector for TlsConnector {
+    fn connect(&self, address: String) -> BoxFuture<'static, io::Result<BoxStream>> {
+        let (config, downgrade) = match &self.source {
+            ClientSource::Live(tls) => (tls.client_config(), tls.settings().support_downgrade),
+            ClientSource::Fixed(config) => (config.clone(), false),
+        };
+        Box::pin(async move {
+            let name = rustls::pki_types::ServerName::try_from(host_of(&address).to_string())
+                .map_err(|e| {
+                    io::Error::new(io::ErrorKind::InvalidInput, format!("{address}: {e}"))
+                })?;
+            let stream = TcpConnector.connect(address.clone()).await?;
+            let connector = tokio_rustls::TlsConnector::from(config);
+            match connector.connect(name, stream).await {
+                Ok(stream) => Ok(Box::pin(stream) as BoxStream),
+                Err(e) if downgrade => {
+                    tracing::warn!(peer = %address, "TLS handshake failed ({e}); retrying in plaintext (LIBPROCESS_SSL_SUPPORT_DOWNGRADE)");
+                    TcpConnector.connect(address).await
+                }
+                Err(e) => {
+                    tracing::warn!(peer = %address, "TLS handshake failed: {e}");
+                    Err(io::Error::new(
+                        e.kind(),
+                        format!("TLS handshake with {address}: {e}"),
+                    ))
+                }
+            }
+        })
+    }
+}
+
+/// The connector for a process: TLS when `tls` is given, else plain TCP.
+pub fn connector(tls: Option<Arc<Tls>>) -> SharedConnector {
+    match tls {
+        Some(tls) => Arc::new(TlsConnector::new(tls)),
+        None => Arc::new(TcpConnector),
     }
 }
 

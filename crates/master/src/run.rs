@@ -15,6 +15,8 @@ use crate::registry::{InMemoryRegistry, Registry, SledRegistry};
 
 /// Runs a master until the process is stopped.
 pub async fn run(flags: Flags) -> anyhow::Result<()> {
+    // TLS settings and files are checked before any socket is bound.
+    let tls = mesos_common::tls::Tls::from_env()?;
     let listener = TcpListener::bind((flags.ip, flags.port))
         .await
         .with_context(|| format!("binding {}:{}", flags.ip, flags.port))?;
@@ -23,6 +25,10 @@ pub async fn run(flags: Flags) -> anyhow::Result<()> {
     let ip = flags.advertised_ip().to_string();
     let upid = Upid::new("master", ip.clone(), advertised_port);
     let hostname = flags.hostname.clone().unwrap_or_else(|| ip.clone());
+    let (authz, casbin) = authz_from_flags(&flags)?;
+    if let (Some(casbin), Some(value)) = (casbin, flags.acls.clone()) {
+        reload_acls_on_sighup(casbin, value);
+    }
     let registry: Box<dyn Registry> = match flags.registry {
         RegistryKind::Sled => {
             let dir = flags
@@ -50,11 +56,15 @@ pub async fn run(flags: Flags) -> anyhow::Result<()> {
         max_completed_tasks_per_framework: flags.max_completed_tasks_per_framework,
         weights: flags.parsed_weights().map_err(anyhow::Error::msg)?,
         authenticate_agents: flags.authenticate_agents,
+        authz: authz.clone(),
     };
     let authn = authn_from_flags(&flags, &hostname)?;
     let master = Master::new(config, registry).context("recovering the registry")?;
     tracing::info!(id = %master.info.id, pid = %upid, "master started");
-    let transport = Transport::default();
+    let transport = Transport::new(mesos_common::net::connector(tls.clone()));
+    if let Some(tls) = &tls {
+        tls.watch(std::time::Duration::from_secs(1));
+    }
     let handle = crate::actor::spawn(master, transport.clone(), flags.allocation_interval);
     let gate = Gate {
         authn: authn.clone(),
@@ -68,10 +78,12 @@ pub async fn run(flags: Flags) -> anyhow::Result<()> {
         flags: Arc::new(flags),
         authn,
         gate,
+        authz,
     };
     let app = crate::http::router(state);
-    println!("Master listening on http://{}:{}", ip, advertised_port);
-    mesos_common::net::serve(listener, app)
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    println!("Master listening on {scheme}://{}:{}", ip, advertised_port);
+    mesos_common::net::serve_tls(listener, app, tls)
         .await
         .context("serving")?;
     Ok(())
@@ -123,6 +135,75 @@ fn reload_on_sighup(authn: Authn) {
             match authn.reload() {
                 Ok(count) => tracing::info!(principals = count, "SIGHUP: reloaded --credentials"),
                 Err(e) => tracing::warn!("SIGHUP: keeping the current credentials: {e}"),
+            }
+        }
+    });
+}
+
+/// The authorizer in force: `--acls`, else our secure default when any
+/// authentication is on, else none (Mesos's open default, under
+/// `--insecure` only).
+fn authz_from_flags(
+    flags: &Flags,
+) -> anyhow::Result<(
+    crate::core::authz::Authz,
+    Option<Arc<mesos_acls::CasbinAuthorizer>>,
+)> {
+    let casbin;
+    let authorizer: Option<Arc<dyn mesos_acls::Authorizer>> = match &flags.acls {
+        Some(value) => {
+            let parsed =
+                mesos_acls::Acls::from_flag(value).map_err(|e| anyhow::anyhow!("--acls: {e}"))?;
+            for warning in &parsed.warnings {
+                tracing::warn!("--acls: {warning}");
+            }
+            let authorizer = mesos_acls::CasbinAuthorizer::new_blocking(&parsed.acls)
+                .map_err(|e| anyhow::anyhow!("--acls: {e}"))?;
+            tracing::info!(
+                entries = parsed.acls.len(),
+                permissive = parsed.acls.permissive,
+                "authorizing with --acls"
+            );
+            let authorizer = Arc::new(authorizer);
+            casbin = Some(authorizer.clone());
+            Some(authorizer as Arc<dyn mesos_acls::Authorizer>)
+        }
+        None if flags.any_authentication() => {
+            casbin = None;
+            tracing::info!("no --acls: authorizing with the secure default policy (own roles, no root tasks, everything else denied)");
+            Some(Arc::new(mesos_acls::DefaultAuthorizer))
+        }
+        None => {
+            casbin = None;
+            tracing::warn!("SECURITY: no --acls and --insecure: every request is authorized");
+            None
+        }
+    };
+    Ok((crate::core::authz::Authz(authorizer), casbin))
+}
+
+/// Re-reads `--acls` on SIGHUP; a bad file keeps the ACLs in force.
+fn reload_acls_on_sighup(authorizer: Arc<mesos_acls::CasbinAuthorizer>, value: String) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+        tracing::warn!("cannot listen for SIGHUP: --acls will not reload");
+        return;
+    };
+    tokio::spawn(async move {
+        while hangups.recv().await.is_some() {
+            let parsed = match mesos_acls::Acls::from_flag(&value) {
+                Ok(parsed) => parsed,
+                Err(e) => {
+                    tracing::warn!("SIGHUP: keeping the current ACLs: {e}");
+                    continue;
+                }
+            };
+            for warning in &parsed.warnings {
+                tracing::warn!("--acls: {warning}");
+            }
+            match authorizer.reload(&parsed.acls).await {
+                Ok(()) => tracing::info!(entries = parsed.acls.len(), "SIGHUP: reloaded --acls"),
+                Err(e) => tracing::warn!("SIGHUP: keeping the current ACLs: {e}"),
             }
         }
     });

@@ -10,6 +10,10 @@ use serde_json::Value;
 
 pub mod scheduler;
 
+/// A harness-only master argument: start without `--acls`, so the
+/// master's secure default policy applies.
+pub const NO_DEFAULT_ACLS: &str = "<no default acls>";
+
 /// The agents' principal in every test cluster's credentials.
 pub const AGENT_PRINCIPAL: &str = "test-agent";
 /// Its secret.
@@ -150,11 +154,19 @@ impl Drop for Proc {
     }
 }
 
-fn spawn(name: &str, program: &Path, args: &[String], log: &Path) -> Proc {
+/// Starts `program` with extra environment variables, logging to `log`.
+pub fn spawn_with_env(
+    name: &str,
+    program: &Path,
+    args: &[String],
+    env: &[(String, String)],
+    log: &Path,
+) -> Proc {
     let stderr = std::fs::File::create(log).expect("create log file");
     let stdout = stderr.try_clone().expect("clone log handle");
     let child = Command::new(program)
         .args(args)
+        .envs(env.iter().cloned())
         .env("RUST_LOG", "info")
         .stdin(Stdio::null())
         .stdout(stdout)
@@ -190,6 +202,13 @@ pub struct Cluster {
     pub agent_args: Vec<String>,
     /// Whether agents get `--credential` (unless `agent_args` has one).
     pub agent_credential: bool,
+    /// Extra environment of the master (e.g. `LIBPROCESS_SSL_*`).
+    pub master_env: Vec<(String, String)>,
+    /// Extra environment of the agents.
+    pub agent_env: Vec<(String, String)>,
+    /// Whether the master's URL is `https://` (its CA must be passed to
+    /// [`trust_ca`] for the HTTP helpers to reach it).
+    pub https: bool,
 }
 
 impl Cluster {
@@ -200,8 +219,21 @@ impl Cluster {
 
     /// As [`Cluster::start`], with extra master flags.
     pub fn start_with(agents: usize, master_args: &[&str]) -> Cluster {
+        let mut cluster = Self::prepare(master_args);
+        cluster.start_master();
+        for _ in 0..agents {
+            cluster.add_agent();
+        }
+        cluster.wait_for_agents(agents);
+        cluster
+    }
+
+    /// A cluster with credentials written and nothing started: set
+    /// [`Cluster::master_env`] and friends, then call
+    /// [`Cluster::start_master`] and [`Cluster::add_agent`].
+    pub fn prepare(master_args: &[&str]) -> Cluster {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut cluster = Cluster {
+        let cluster = Cluster {
             dir,
             master_port: free_port(),
             master: None,
@@ -211,13 +243,11 @@ impl Cluster {
             cgroups_root: format!("mesos-test-{}", uuid::Uuid::new_v4()),
             agent_args: Vec::new(),
             agent_credential: true,
+            master_env: Vec::new(),
+            agent_env: Vec::new(),
+            https: false,
         };
         cluster.write_credentials();
-        cluster.start_master();
-        for _ in 0..agents {
-            cluster.add_agent();
-        }
-        cluster.wait_for_agents(agents);
         cluster
     }
 
@@ -257,9 +287,10 @@ impl Cluster {
         format!("127.0.0.1:{}", self.master_port)
     }
 
-    /// `http://127.0.0.1:<port>` of the master.
+    /// `http://127.0.0.1:<port>` (or `https://`) of the master.
     pub fn master_url(&self) -> String {
-        format!("http://{}", self.master_address())
+        let scheme = if self.https { "https" } else { "http" };
+        format!("{scheme}://{}", self.master_address())
     }
 
     /// (Re)starts the master on its port with its work dir.
@@ -271,12 +302,33 @@ impl Cluster {
             "--allocation_interval=100ms".to_string(),
             format!("--credentials={}", self.credentials_path().display()),
         ];
-        args.extend(self.master_args.iter().cloned());
+        // Mesos's open ACL default, so tests about other things can run
+        // tasks as root and read every view; authorization tests pass their
+        // own `--acls` (or `--no_default_acls` here, for the secure default).
+        if !self
+            .master_args
+            .iter()
+            .any(|a| a.starts_with("--acls") || a == NO_DEFAULT_ACLS)
+        {
+            args.push(r#"--acls={"permissive":true}"#.to_string());
+        }
+        args.extend(
+            self.master_args
+                .iter()
+                .filter(|a| *a != NO_DEFAULT_ACLS)
+                .cloned(),
+        );
         let log = self.dir.path().join(format!(
             "master-{}.log",
             Instant::now().elapsed().as_nanos()
         ));
-        let proc = spawn("master", &binary("mesos-master"), &args, &log);
+        let proc = spawn_with_env(
+            "master",
+            &binary("mesos-master"),
+            &args,
+            &self.master_env,
+            &log,
+        );
         self.master = Some(proc);
         wait_until(Duration::from_secs(20), "master /health", || {
             http_status(&format!("{}/health", self.master_url())) == Some(200)
@@ -323,10 +375,11 @@ impl Cluster {
             .dir
             .path()
             .join(format!("agent{index}-{}.log", uuid::Uuid::new_v4()));
-        let proc = spawn(
+        let proc = spawn_with_env(
             &format!("agent{index}"),
             &binary("mesos-agent"),
             &args,
+            &self.agent_env,
             &log,
         );
         self.agents[index] = Some(proc);
@@ -447,9 +500,131 @@ fn blocking_client() -> reqwest::blocking::Client {
         .expect("http client")
 }
 
+/// GET `url` (`https://`) trusting the CAs given to [`trust_ca`], with an
+/// optional `Authorization` value → (status, body); `None` when the server
+/// is unreachable or the handshake fails. (reqwest here has no TLS
+/// backend: its rustls one needs aws-lc-rs.) Not callable from inside a
+/// tokio runtime.
+pub fn https_get(url: &str, authorization: Option<&str>) -> Option<(u16, Vec<u8>)> {
+    let config = tls_client_config()?;
+    let connector =
+        mesos_common::net::TlsConnector::with_client_config(std::sync::Arc::new(config));
+    https_get_via(&connector, url, authorization)
+}
+
+/// As [`https_get`], connecting with `connector` (e.g. one presenting a
+/// client certificate).
+pub fn https_get_via(
+    connector: &mesos_common::net::TlsConnector,
+    url: &str,
+    authorization: Option<&str>,
+) -> Option<(u16, Vec<u8>)> {
+    use http_body_util::BodyExt;
+    use mesos_common::net::Connector;
+    let rest = url.strip_prefix("https://")?;
+    let (address, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .ok()?;
+    runtime.block_on(async move {
+        let fetch = async {
+            let stream = connector.connect(address.to_string()).await.ok()?;
+            let (mut sender, conn) =
+                hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                    .await
+                    .ok()?;
+            tokio::spawn(conn);
+            let mut request = http::Request::get(path).header(http::header::HOST, address);
+            if let Some(value) = authorization {
+                request = request.header(http::header::AUTHORIZATION, value);
+            }
+            let request = request
+                .body(http_body_util::Empty::<bytes::Bytes>::new())
+                .ok()?;
+            let response = sender.send_request(request).await.ok()?;
+            let status = response.status().as_u16();
+            let body = response.into_body().collect().await.ok()?.to_bytes();
+            Some((status, body.to_vec()))
+        };
+        tokio::time::timeout(Duration::from_secs(10), fetch)
+            .await
+            .ok()
+            .flatten()
+    })
+}
+
+static TRUSTED_CAS: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+
+/// Makes the HTTP helpers ([`http_status`], [`get_json`], ...) trust the
+/// CA in `ca_file` for `https://` URLs.
+pub fn trust_ca(ca_file: &Path) {
+    TRUSTED_CAS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(ca_file.to_path_buf());
+}
+
+static CLIENT_CERT: std::sync::Mutex<Option<(PathBuf, PathBuf)>> = std::sync::Mutex::new(None);
+
+/// Makes the HTTP helpers present this client certificate (PEM files) on
+/// `https://` URLs, for masters that require one.
+pub fn use_client_cert(cert_file: &Path, key_file: &Path) {
+    *CLIENT_CERT.lock().unwrap_or_else(|p| p.into_inner()) =
+        Some((cert_file.to_path_buf(), key_file.to_path_buf()));
+}
+
+/// A rustls client config trusting the CAs given to [`trust_ca`] (and
+/// presenting the certificate given to [`use_client_cert`]), or `None`
+/// when no CA was given.
+pub fn tls_client_config() -> Option<rustls::ClientConfig> {
+    let cas = TRUSTED_CAS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    if cas.is_empty() {
+        return None;
+    }
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in &cas {
+        for cert in mesos_common::tls::load_certs("CA", ca).expect("readable CA file") {
+            roots.add(cert).expect("usable CA certificate");
+        }
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("TLS versions")
+    .with_root_certificates(roots);
+    let client_cert = CLIENT_CERT
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    Some(match client_cert {
+        None => builder.with_no_client_auth(),
+        Some((cert, key)) => {
+            use rustls::pki_types::pem::PemObject;
+            let chain = mesos_common::tls::load_certs("client certificate", &cert)
+                .expect("readable client certificate");
+            let key =
+                rustls::pki_types::PrivateKeyDer::from_pem_file(&key).expect("readable client key");
+            builder
+                .with_client_auth_cert(chain, key)
+                .expect("matching client certificate and key")
+        }
+    })
+}
+
 /// GET as the test operator → status code, `None` when the server is
 /// unreachable.
 pub fn http_status(url: &str) -> Option<u16> {
+    if url.starts_with("https://") {
+        return https_get(url, Some(&operator_auth())).map(|(status, _)| status);
+    }
     blocking_client()
         .get(url)
         .header("Authorization", operator_auth())
@@ -469,6 +644,10 @@ pub fn http_status_anonymous(url: &str) -> Option<u16> {
 
 /// GET as the test operator → JSON body, `None` on any failure.
 pub fn get_json(url: &str) -> Option<Value> {
+    if url.starts_with("https://") {
+        let (_, body) = https_get(url, Some(&operator_auth()))?;
+        return serde_json::from_slice(&body).ok();
+    }
     blocking_client()
         .get(url)
         .header("Authorization", operator_auth())

@@ -578,7 +578,10 @@ fn sighup_reloads_credentials_and_keeps_authenticated_agents() {
             .map(|r| r.status().as_u16())
             .ok()
     };
-    assert_eq!(status_as("rotated-operator", "rotated-secret-3b7"), Some(401));
+    assert_eq!(
+        status_as("rotated-operator", "rotated-secret-3b7"),
+        Some(401)
+    );
     let rotated = serde_json::json!({"credentials": [
         {"principal": AGENT_PRINCIPAL, "secret": AGENT_SECRET},
         {"principal": mesos_tests::OPERATOR_PRINCIPAL, "secret": OPERATOR_SECRET},
@@ -620,5 +623,8 @@ fn sighup_reloads_credentials_and_keeps_authenticated_agents() {
             .master_log()
             .contains("keeping the current credentials")
     });
-    assert_eq!(status_as("rotated-operator", "rotated-secret-3b7"), Some(200));
+    assert_eq!(
+        status_as("rotated-operator", "rotated-secret-3b7"),
+        Some(200)
+    );
 }

@@ -48,6 +48,7 @@ fn main() {
             flags.work_dir.display()
         )),
     };
+    let tls = local_tls(&flags.work_dir);
     let mut master_flags = match MasterFlags::try_parse_from([
         "mesos-master".to_string(),
         "--ip=127.0.0.1".to_string(),
@@ -80,16 +81,31 @@ fn main() {
         if let Some(resources) = &flags.resources {
             command.arg(format!("--resources={resources}"));
         }
+        if let Some(certs) = &tls {
+            command
+                .env("LIBPROCESS_SSL_CERT_FILE", certs.cert("agent"))
+                .env("LIBPROCESS_SSL_KEY_FILE", certs.key("agent"));
+        }
         let mut agent = command.spawn()?;
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        if let Some(certs) = &tls {
+            println!(
+                "mesos-local: TLS is on; the CA is {} (e.g. curl --cacert {} https://127.0.0.1:{}/health); \
+                 set LIBPROCESS_SSL_ENABLED=false for plaintext",
+                certs.ca().display(),
+                certs.ca().display(),
+                flags.master_port,
+            );
+        }
         println!(
-            "mesos-local: master at http://127.0.0.1:{} (agent at http://127.0.0.1:{}, work dir {})",
+            "mesos-local: master at {scheme}://127.0.0.1:{} (agent at {scheme}://127.0.0.1:{}, work dir {})",
             flags.master_port,
             flags.agent_port,
             flags.work_dir.display()
         );
         println!(
             "mesos-local: authentication is on; principals {} and their secrets are in {} \
-             (e.g. curl -u {}:<secret> http://127.0.0.1:{}/master/state)",
+             (e.g. curl -u {}:<secret> {scheme}://127.0.0.1:{}/master/state)",
             Credentials::PRINCIPALS.join(", "),
             credentials.all.display(),
             Credentials::PRINCIPALS[0],
@@ -107,6 +123,32 @@ fn main() {
         eprintln!("mesos-local: {e:#}");
         std::process::exit(1);
     }
+}
+
+/// TLS by default: unless `LIBPROCESS_SSL_ENABLED` is set already, makes
+/// (first run) or reuses a CA and certificates under `<work_dir>/ssl` and
+/// sets the `LIBPROCESS_SSL_*` variables that the master (in this process)
+/// and the agent (inheriting them) read.
+fn local_tls(work_dir: &std::path::Path) -> Option<mesos_common::tls::certs::ClusterCerts> {
+    use mesos_common::tls::certs::ClusterCerts;
+    if std::env::var_os("LIBPROCESS_SSL_ENABLED").is_some() {
+        return None;
+    }
+    let dir = std::path::absolute(work_dir.join("ssl")).unwrap_or_else(|_| work_dir.join("ssl"));
+    let certs = ClusterCerts::ensure(
+        &dir,
+        &["master", "agent", "framework"],
+        &["localhost", "127.0.0.1"],
+        365,
+    )
+    .unwrap_or_else(|e| mesos_common::flags::fail(format!("cannot make TLS certificates: {e}")));
+    // Still single-threaded here: no other thread reads the environment.
+    std::env::set_var("LIBPROCESS_SSL_ENABLED", "true");
+    std::env::set_var("LIBPROCESS_SSL_CERT_FILE", certs.cert("master"));
+    std::env::set_var("LIBPROCESS_SSL_KEY_FILE", certs.key("master"));
+    std::env::set_var("LIBPROCESS_SSL_CA_FILE", certs.ca());
+    std::env::set_var("LIBPROCESS_SSL_VERIFY_IPADD", "true");
+    Some(certs)
 }
 
 /// The credentials of a local cluster, generated on first run and kept.

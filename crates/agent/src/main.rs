@@ -109,6 +109,7 @@ async fn run(
     tracing::info!(pid = %agent.pid(), master = %config.master, launcher = launcher.name(),
         work_dir = %config.flags.work_dir.display(), "agent started");
     let http_auth = HttpAuth::new(&config, audit);
+    reload_http_credentials_on_sighup(&config);
     let app = http::router(agent.handle(), config.clone(), files, http_auth);
     if let Some(tls) = &tls {
         tls.watch(std::time::Duration::from_secs(1));
@@ -133,4 +134,32 @@ async fn run(
         },
     };
     result
+}
+
+/// Re-reads `--http_credentials` on SIGHUP (the store is shared with the
+/// HTTP authenticators); a bad file keeps the credentials in force.
+fn reload_http_credentials_on_sighup(config: &mesos_agent::flags::Config) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Some(store), Some(path)) = (
+        config.http_credentials.clone(),
+        config.flags.http_credentials.clone(),
+    ) else {
+        return;
+    };
+    let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+        tracing::warn!("cannot listen for SIGHUP: --http_credentials will not reload");
+        return;
+    };
+    tokio::spawn(async move {
+        while hangups.recv().await.is_some() {
+            match mesos_common::auth::credentials::load_credentials(&path) {
+                Ok(credentials) => {
+                    let count = credentials.len();
+                    store.replace(credentials);
+                    tracing::info!(principals = count, "SIGHUP: reloaded --http_credentials");
+                }
+                Err(e) => tracing::warn!("SIGHUP: keeping the current --http_credentials: {e}"),
+            }
+        }
+    });
 }

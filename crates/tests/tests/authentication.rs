@@ -628,3 +628,36 @@ fn sighup_reloads_credentials_and_keeps_authenticated_agents() {
         Some(200)
     );
 }
+
+#[test]
+fn agent_reloads_http_credentials_on_sighup() {
+    let cluster = Cluster::start(1);
+    let url = format!("http://127.0.0.1:{}/state", cluster.agent_ports[0]);
+    let status_as = |principal: &str, secret: &str| {
+        mesos_tests::blocking_client_as(principal, secret)
+            .get(&url)
+            .send()
+            .map(|r| r.status().as_u16())
+            .ok()
+    };
+    assert_eq!(status_as("agent-reader", "reader-secret-77"), Some(401));
+    let added = serde_json::json!({"credentials": [
+        {"principal": AGENT_PRINCIPAL, "secret": AGENT_SECRET},
+        {"principal": mesos_tests::OPERATOR_PRINCIPAL, "secret": OPERATOR_SECRET},
+        {"principal": "agent-reader", "secret": "reader-secret-77"},
+    ]});
+    write_private(&cluster.credentials_path(), &added.to_string());
+    let pid = cluster.agents[0].as_ref().expect("agent").child.id();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGHUP,
+    )
+    .expect("SIGHUP");
+    wait_until(
+        Duration::from_secs(10),
+        "the agent accepts the new principal",
+        || status_as("agent-reader", "reader-secret-77") == Some(200),
+    );
+    // Still running and registered.
+    cluster.wait_for_agents(1);
+}

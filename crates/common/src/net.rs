@@ -29,6 +29,9 @@ pub trait Connector: Send + Sync + 'static {
     fn connect(&self, address: String) -> BoxFuture<'static, io::Result<BoxStream>>;
 }
 
+/// How long an outbound TCP connect may take.
+pub const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Plain TCP with `TCP_NODELAY` (messages are small and latency-bound).
 #[derive(Debug, Default, Clone, Copy)]
 pub struct TcpConnector;
@@ -36,7 +39,15 @@ pub struct TcpConnector;
 impl Connector for TcpConnector {
     fn connect(&self, address: String) -> BoxFuture<'static, io::Result<BoxStream>> {
         Box::pin(async move {
-            let stream = TcpStream::connect(address).await?;
+            // A peer that never answers must not pin the sender forever.
+            let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&address))
+                .await
+                .map_err(|_| {
+                    io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!("connecting to {address} timed out"),
+                    )
+                })??;
             stream.set_nodelay(true)?;
             Ok(Box::pin(stream) as BoxStream)
         })
@@ -240,7 +251,15 @@ impl Connector for TlsConnector {
                 })?;
             let stream = TcpConnector.connect(address.clone()).await?;
             let connector = tokio_rustls::TlsConnector::from(config);
-            match connector.connect(name, stream).await {
+            let handshake =
+                tokio::time::timeout(CONNECT_TIMEOUT, connector.connect(name, stream)).await;
+            let handshake = handshake.unwrap_or_else(|_| {
+                Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "TLS handshake timed out",
+                ))
+            });
+            match handshake {
                 Ok(stream) => Ok(Box::pin(stream) as BoxStream),
                 Err(e) if downgrade => {
                     tracing::warn!(peer = %address, "TLS handshake failed ({e}); retrying in plaintext (LIBPROCESS_SSL_SUPPORT_DOWNGRADE)");

@@ -620,7 +620,9 @@ async fn executor_inherits_tls_from_the_agent_and_its_task_finishes() {
         mesos_tests::scheduler::OneTask {
             framework: "tls-executor",
             task_id: "tls-task",
-            command: "echo hello",
+            // The executor's TLS settings (the agent's key path) do not
+            // reach the task.
+            command: "test -z \"$LIBPROCESS_SSL_KEY_FILE\" && echo hello",
             until: mesos_proto::v1::TaskState::TaskFinished,
         },
     )

@@ -368,6 +368,17 @@ impl Driver {
         };
         let mut env: Vec<(String, String)> = Vec::new();
         crate::agent::apply_task_environment(&mut env, command.environment.as_ref());
+        // The executor's TLS settings (certificate and key paths) are the
+        // agent's, passed to reach the agent; a task has no use for them
+        // (unless it set them itself).
+        for (name, _) in std::env::vars_os() {
+            let name = name.to_string_lossy();
+            if name.starts_with("LIBPROCESS_SSL_")
+                && !env.iter().any(|(set, _)| set.as_str() == name)
+            {
+                process.env_remove(name.as_ref());
+            }
+        }
         process
             .envs(env)
             // The token proves the executor's identity; a task must not

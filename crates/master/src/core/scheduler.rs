@@ -651,6 +651,24 @@ impl Master {
                 "Suppressed roles {{ {bad} }} are not contained in the set of roles"
             )));
         }
+        // New roles are registrations too: a framework allowed only `*`
+        // must not switch itself into `prod` (Mesos: 403).
+        if let Err(denied) = self
+            .config
+            .authz
+            .register_framework(framework.principal.as_deref(), &roles)
+        {
+            let mut sorted = roles.clone();
+            sorted.sort();
+            return Err(HttpError::new(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "Not authorized to update framework {framework_id} with roles {{ {} }}: {}",
+                    sorted.join(", "),
+                    denied.explanation
+                ),
+            ));
+        }
         framework.info = info;
         framework.roles = roles.clone();
         framework.suppressed_roles = update.suppressed_roles.iter().cloned().collect();
@@ -1014,25 +1032,26 @@ impl Master {
         // Every task must be authorized, or none runs.
         if let Some(framework) = self.frameworks.get(framework_id) {
             let principal = framework.principal.clone();
+            // The default executor runs every task of the group as its own
+            // user (the executor's, else the framework's), so that user is
+            // authorized, as well as any user a task names.
+            let executor_user = executor
+                .command
+                .as_ref()
+                .and_then(|c| c.user.as_deref())
+                .unwrap_or(&framework.info.user)
+                .to_string();
             let denial = tasks.iter().find_map(|task| {
-                let user = super::authz::task_user(task, &framework.info.user);
-                let user = executor
-                    .command
-                    .as_ref()
-                    .and_then(|c| c.user.as_deref())
-                    .filter(|_| {
-                        task.command
-                            .as_ref()
-                            .and_then(|c| c.user.as_ref())
-                            .is_none()
+                let named = task.command.as_ref().and_then(|c| c.user.clone());
+                std::iter::once(executor_user.clone())
+                    .chain(named)
+                    .find_map(|user| {
+                        self.config
+                            .authz
+                            .run_task(principal.as_deref(), &user)
+                            .err()
+                            .map(|denied| (task.task_id.value.clone(), user, denied))
                     })
-                    .unwrap_or(user)
-                    .to_string();
-                self.config
-                    .authz
-                    .run_task(principal.as_deref(), &user)
-                    .err()
-                    .map(|denied| (task.task_id.value.clone(), user, denied))
             });
             if let Some((task_id, user, denied)) = denial {
                 let message = format!(

@@ -467,28 +467,34 @@ fn task_counts(tasks: impl Iterator<Item = i32>) -> Map<String, Value> {
 
 /// `/master/state-summary`.
 pub fn state_summary_json(master: &Master, flags: &Flags, viewer: &mut Viewer) -> Value {
-    let slaves: Vec<Value> = master
-        .agents
-        .values()
-        .map(|agent| {
-            let mut object = agent_json(master, agent);
-            let states = agent.tasks.iter().filter_map(|(f, t)| {
-                master
-                    .frameworks
-                    .get(f)
-                    .and_then(|f| f.tasks.get(t))
-                    .map(|t| t.state)
-            });
-            if let Value::Object(map) = &mut object {
-                map.extend(task_counts(states));
-                let mut framework_ids: Vec<&String> = agent.tasks.iter().map(|(f, _)| f).collect();
-                framework_ids.sort();
-                framework_ids.dedup();
-                map.insert("framework_ids".into(), json!(framework_ids));
+    // Counts and ids only of what this reader may see.
+    let mut slaves: Vec<Value> = Vec::new();
+    for agent in master.agents.values() {
+        let mut object = agent_json(master, agent);
+        let mut states = Vec::new();
+        let mut framework_ids: Vec<&String> = Vec::new();
+        for (framework_id, task_id) in &agent.tasks {
+            let Some(framework) = master.frameworks.get(framework_id) else {
+                continue;
+            };
+            if !viewer.framework(framework) {
+                continue;
             }
-            object
-        })
-        .collect();
+            framework_ids.push(framework_id);
+            if let Some(task) = framework.tasks.get(task_id) {
+                if viewer.task(framework, task) {
+                    states.push(task.state);
+                }
+            }
+        }
+        if let Value::Object(map) = &mut object {
+            map.extend(task_counts(states.into_iter()));
+            framework_ids.sort();
+            framework_ids.dedup();
+            map.insert("framework_ids".into(), json!(framework_ids));
+        }
+        slaves.push(object);
+    }
     let frameworks: Vec<Value> = master
         .frameworks
         .values()
@@ -497,15 +503,16 @@ pub fn state_summary_json(master: &Master, flags: &Flags, viewer: &mut Viewer) -
         .into_iter()
         .map(|framework| {
             let mut object = framework_json(master, framework, false, viewer);
+            let states: Vec<i32> = framework
+                .tasks
+                .values()
+                .chain(framework.completed_tasks.iter())
+                .chain(framework.unreachable_tasks.values())
+                .filter(|t| viewer.task(framework, t))
+                .map(|t| t.state)
+                .collect();
             if let Value::Object(map) = &mut object {
-                map.extend(task_counts(
-                    framework
-                        .tasks
-                        .values()
-                        .chain(framework.completed_tasks.iter())
-                        .chain(framework.unreachable_tasks.values())
-                        .map(|t| t.state),
-                ));
+                map.extend(task_counts(states.into_iter()));
                 let mut agent_ids: Vec<&String> = framework
                     .tasks
                     .values()
@@ -562,7 +569,7 @@ pub fn tasks_json(master: &Master, params: &Params, viewer: &mut Viewer) -> Resu
                 .chain(f.completed_tasks.iter())
                 .map(move |t| (f, &**t))
         })
-        .filter(|(f, t)| viewer.task(f, t))
+        .filter(|(f, t)| viewer.framework(f) && viewer.task(f, t))
         .map(|(_, t)| t)
         .filter(|t| {
             params

@@ -118,12 +118,59 @@ pub struct Flags {
     #[arg(long, env = "MESOS_LAUNCHER_DIR")]
     pub launcher_dir: Option<PathBuf>,
 
-    /// Isolators, comma separated. `network/ports` watches the ports
-    /// containers listen on; `posix/cpu`, `posix/mem`, `cgroups/cpu`,
-    /// `cgroups/mem` and `filesystem/posix` are what the launcher does
-    /// anyway; other Mesos isolators are refused by name (not implemented).
-    #[arg(long, env = "MESOS_ISOLATION", default_value = "posix/cpu,posix/mem")]
-    pub isolation: String,
+    /// Isolators, comma separated. `cgroups/cpu` and `cgroups/mem` (alias
+    /// `cgroups`; linux launcher only) enforce the containers' `cpus` and
+    /// `mem` and fail tasks killed for lack of memory with
+    /// REASON_CONTAINER_LIMITATION_MEMORY; `network/ports` watches the ports
+    /// containers listen on; `posix/cpu`, `posix/mem` and `filesystem/posix`
+    /// enforce nothing (as in Mesos); other Mesos isolators are refused by
+    /// name (not implemented). `linux/capabilities` limits the tasks'
+    /// capabilities (see `--bounding_capabilities`) and `linux/nnp` sets
+    /// `no_new_privs`. Default: `cgroups/cpu,cgroups/mem` with the linux
+    /// launcher, else `posix/cpu,posix/mem` (Mesos's default), plus
+    /// `linux/capabilities` (when root) and `linux/nnp`.
+    #[arg(long, env = "MESOS_ISOLATION")]
+    pub isolation: Option<String>,
+
+    /// `linux/capabilities`: the capabilities tasks get when they ask for
+    /// none, as JSON `{"capabilities":["NET_BIND_SERVICE",...]}` (Mesos's
+    /// names) or `file:///path` to it; non-root tasks get them as ambient
+    /// capabilities. Unset: none granted (root tasks keep the bounding set).
+    /// Alias `--allowed_capabilities`.
+    #[arg(
+        long,
+        env = "MESOS_EFFECTIVE_CAPABILITIES",
+        alias = "allowed_capabilities"
+    )]
+    pub effective_capabilities: Option<String>,
+
+    /// `linux/capabilities`: the most capabilities any task may have (same
+    /// format). Unset: `--effective_capabilities` if given, else a minimal
+    /// set (CHOWN, DAC_OVERRIDE, FOWNER, FSETID, KILL, SETGID, SETUID,
+    /// NET_BIND_SERVICE, SYS_CHROOT, AUDIT_WRITE; no NET_RAW, no SYS_ADMIN)
+    /// where Mesos allows all.
+    #[arg(long, env = "MESOS_BOUNDING_CAPABILITIES")]
+    pub bounding_capabilities: Option<String>,
+
+    /// `linux/seccomp`: the directory of seccomp profiles (Docker's JSON
+    /// format) that `--seccomp_profile_name` and tasks'
+    /// `LinuxInfo.seccomp.profile_name` name.
+    #[arg(long, env = "MESOS_SECCOMP_CONFIG_DIR")]
+    pub seccomp_config_dir: Option<PathBuf>,
+
+    /// `linux/seccomp`: the profile (in `--seccomp_config_dir`) of containers
+    /// that name none. Unset: the built-in profile, which refuses `keyctl`,
+    /// `mount`, `unshare`, `setns`, `ptrace`, `bpf`, `kexec_load`, ... with
+    /// EPERM (Mesos: no filter).
+    #[arg(long, env = "MESOS_SECCOMP_PROFILE_NAME")]
+    pub seccomp_profile_name: Option<String>,
+
+    /// `cgroups/cpu`: also cap each container's CPU time at its `cpus` with a
+    /// CFS quota (period 100ms, quota `cpus` × period, at least 1ms). Off by
+    /// default as in Mesos: `cpu.shares` already protects containers from
+    /// each other under contention; a quota also stops them using idle CPUs.
+    #[arg(long, env = "MESOS_CGROUPS_ENABLE_CFS", default_value = "false", num_args = 0..=1, default_missing_value = "true", value_parser = bool_arg)]
+    pub cgroups_enable_cfs: bool,
 
     /// `network/ports`: kill a container that listens on a port it was not
     /// allocated (its tasks fail with REASON_CONTAINER_LIMITATION). When
@@ -221,6 +268,13 @@ pub struct Flags {
     #[arg(long, env = "MESOS_AUDIT_LOG")]
     pub audit_log: Option<PathBuf>,
 
+    /// ACLs (Mesos's JSON, or a path or `file:///path` to it) deciding
+    /// `access_sandboxes` on `/files/*`. Without it, and with the read-only
+    /// realm authenticated, no principal may read sandboxes (the denial
+    /// names the ACL to add); Mesos's agent then allows everything.
+    #[arg(long, env = "MESOS_ACLS")]
+    pub acls: Option<String>,
+
     /// Turn every `--authenticate_http_*` flag off: anyone who can reach
     /// the agent may read its state and sandboxes and act as any executor.
     /// For reproducing Mesos's defaults, never for a real cluster.
@@ -264,6 +318,30 @@ pub enum FlagError {
     /// `--isolation` or an isolator's flags are unusable.
     #[error("{0}")]
     Isolation(String),
+}
+
+/// The `linux/capabilities` settings (Mesos's
+/// `LinuxCapabilitiesIsolatorProcess::create`), or `None` when it is off.
+fn capabilities_config(
+    flags: &Flags,
+    isolation: &[String],
+    root: bool,
+) -> Result<Option<crate::isolators::capabilities::CapabilitiesConfig>, FlagError> {
+    use crate::isolators::{capabilities::CapabilitiesConfig, LINUX_CAPABILITIES};
+    if !isolation.iter().any(|n| n == LINUX_CAPABILITIES) {
+        return Ok(None);
+    }
+    if !root {
+        return Err(FlagError::Isolation(
+            "Linux capabilities isolator requires root permissions".into(),
+        ));
+    }
+    CapabilitiesConfig::from_flags(
+        flags.effective_capabilities.as_deref(),
+        flags.bounding_capabilities.as_deref(),
+    )
+    .map(Some)
+    .map_err(FlagError::Isolation)
 }
 
 /// The `network/ports` settings (Mesos's `NetworkPortsIsolatorProcess::create`),
@@ -525,6 +603,10 @@ pub struct Config {
     pub isolation: Vec<String>,
     /// The `network/ports` settings, when that isolator is on.
     pub ports: Option<crate::isolators::ports::PortsConfig>,
+    /// The `linux/capabilities` settings, when that isolator is on.
+    pub capabilities: Option<crate::isolators::capabilities::CapabilitiesConfig>,
+    /// The `linux/seccomp` settings, when that isolator is on.
+    pub seccomp: Option<crate::isolators::seccomp::SeccompConfig>,
 }
 
 impl Config {
@@ -571,9 +653,44 @@ impl Config {
                 .unwrap_or_else(|| PathBuf::from(".")),
         };
         let auth = AuthConfig::from_flags(&mut flags)?;
-        let isolation = crate::isolators::parse_isolation(&flags.isolation)
+        let linux = flags.launcher.as_deref() == Some("linux");
+        let root = nix::unistd::geteuid().is_root();
+        let isolation_text = flags.isolation.get_or_insert_with(|| {
+            let resources = if linux {
+                "cgroups/cpu,cgroups/mem"
+            } else {
+                "posix/cpu,posix/mem"
+            };
+            format!(
+                "{resources},{}",
+                crate::isolators::default_security_isolators(root)
+            )
+        });
+        let isolation = crate::isolators::parse_isolation(isolation_text)
             .map_err(|e| FlagError::Isolation(e.to_string()))?;
+        if let Some(cgroups) = isolation.iter().find(|n| n.starts_with("cgroups/")) {
+            if !linux {
+                return Err(FlagError::Isolation(format!(
+                    "The '{cgroups}' isolator requires the 'linux' launcher"
+                )));
+            }
+        }
         let ports = ports_config(&flags, &isolation)?;
+        let capabilities = capabilities_config(&flags, &isolation, root)?;
+        let seccomp = if isolation
+            .iter()
+            .any(|n| n == crate::isolators::LINUX_SECCOMP)
+        {
+            Some(
+                crate::isolators::seccomp::SeccompConfig::from_flags(
+                    flags.seccomp_config_dir.as_deref(),
+                    flags.seccomp_profile_name.as_deref(),
+                )
+                .map_err(FlagError::Isolation)?,
+            )
+        } else {
+            None
+        };
         Ok(Self {
             flags,
             master,
@@ -587,6 +704,8 @@ impl Config {
             jwt_key: auth.jwt_key,
             isolation,
             ports,
+            capabilities,
+            seccomp,
         })
     }
 
@@ -671,7 +790,8 @@ impl Config {
         put("recovery_timeout", format_duration(f.recovery_timeout));
         put("switch_user", f.switch_user.to_string());
         put("launcher_dir", self.launcher_dir.display().to_string());
-        put("isolation", f.isolation.clone());
+        put("isolation", f.isolation.clone().unwrap_or_default());
+        put("cgroups_enable_cfs", f.cgroups_enable_cfs.to_string());
         put(
             "enforce_container_ports",
             f.enforce_container_ports.to_string(),
@@ -686,6 +806,18 @@ impl Config {
         );
         if let Some(range) = &f.container_ports_isolated_range {
             put("container_ports_isolated_range", range.clone());
+        }
+        if let Some(caps) = &f.effective_capabilities {
+            put("effective_capabilities", caps.clone());
+        }
+        if let Some(caps) = &f.bounding_capabilities {
+            put("bounding_capabilities", caps.clone());
+        }
+        if let Some(dir) = &f.seccomp_config_dir {
+            put("seccomp_config_dir", dir.display().to_string());
+        }
+        if let Some(name) = &f.seccomp_profile_name {
+            put("seccomp_profile_name", name.clone());
         }
         put("default_role", f.default_role.clone());
         put("checkpoint", "true".into());
@@ -727,6 +859,9 @@ impl Config {
         }
         if let Some(path) = &f.audit_log {
             put("audit_log", path.display().to_string());
+        }
+        if let Some(acls) = &f.acls {
+            put("acls", acls.clone());
         }
         put("insecure", f.insecure.to_string());
         serde_json::json!({ "flags": m })
@@ -884,6 +1019,85 @@ mod tests {
     }
 
     #[test]
+    fn isolation_defaults_to_the_cgroups_isolators_on_the_linux_launcher_only() {
+        let config = |extra: &[&str]| {
+            let mut args = vec!["--master=127.0.0.1:5050", "--work_dir=/w", "--insecure"];
+            args.extend_from_slice(extra);
+            Config::from_flags(parse(&args).expect("parses"))
+        };
+        let linux = config(&["--launcher=linux"]).expect("linux");
+        assert_eq!(linux.isolation[..2], ["cgroups/cpu", "cgroups/mem"]);
+        assert!(
+            !linux.flags.cgroups_enable_cfs,
+            "Mesos default: no CFS quota"
+        );
+        let posix = config(&["--launcher=posix"]).expect("posix");
+        assert_eq!(posix.isolation[..2], ["posix/cpu", "posix/mem"]);
+        assert!(!posix.isolation.iter().any(|n| n.starts_with("cgroups/")));
+        let cfs = config(&["--launcher=linux", "--cgroups_enable_cfs"]).expect("cfs");
+        assert!(cfs.flags.cgroups_enable_cfs);
+        let err = config(&["--launcher=posix", "--isolation=cgroups"])
+            .expect_err("cgroups isolators need the linux launcher");
+        assert_eq!(
+            err.to_string(),
+            "The 'cgroups/cpu' isolator requires the 'linux' launcher"
+        );
+    }
+
+    #[test]
+    fn capabilities_nnp_and_seccomp_are_on_by_default_and_their_flags_are_checked() {
+        let config = |extra: &[&str]| {
+            let mut args = vec![
+                "--master=127.0.0.1:5050",
+                "--work_dir=/w",
+                "--insecure",
+                "--launcher=posix",
+            ];
+            args.extend_from_slice(extra);
+            Config::from_flags(parse(&args).expect("parses"))
+        };
+        let root = nix::unistd::geteuid().is_root();
+        let default = config(&[]).expect("defaults");
+        assert!(default.isolation.iter().any(|n| n == "linux/nnp"));
+        assert_eq!(
+            default.isolation.iter().any(|n| n == "linux/capabilities"),
+            root,
+            "capabilities by default when root"
+        );
+        assert_eq!(default.capabilities.is_some(), root);
+        assert_eq!(
+            default.seccomp.is_some(),
+            cfg!(target_arch = "x86_64"),
+            "the built-in profile by default"
+        );
+        // Explicit --isolation replaces the default set (network/ports stays opt-in).
+        let explicit = config(&["--isolation=posix/cpu"]).expect("explicit");
+        assert!(explicit.capabilities.is_none() && explicit.seccomp.is_none());
+        if root {
+            let alias = config(&[r#"--allowed_capabilities={"capabilities":["NET_RAW"]}"#])
+                .expect("Mesos's alias");
+            assert_eq!(
+                alias.capabilities.and_then(|c| c.effective),
+                Some(1 << 13),
+                "NET_RAW"
+            );
+            let err = config(&[r#"--bounding_capabilities={"capabilities":["NET_RAWW"]}"#])
+                .expect_err("unknown capability");
+            assert_eq!(
+                err.to_string(),
+                "invalid --bounding_capabilities: unknown capability 'NET_RAWW'"
+            );
+        }
+        if cfg!(target_arch = "x86_64") {
+            let err = config(&["--seccomp_profile_name=x.json"]).expect_err("no dir");
+            assert_eq!(
+                err.to_string(),
+                "--seccomp_profile_name needs --seccomp_config_dir"
+            );
+        }
+    }
+
+    #[test]
     fn network_ports_flags_follow_mesos() {
         use crate::isolators::ports::PortRanges;
         let flags = parse(&["--master=127.0.0.1:5050", "--work_dir=/w"]).expect("valid flags");
@@ -950,7 +1164,7 @@ mod tests {
             ports_config_of(&bad).expect_err("no brackets").to_string(),
             "Failed to parse isolated ports range '1-2'"
         );
-        let err = ports_config_of(&["--isolation=linux/seccomp"]).expect_err("not implemented");
+        let err = ports_config_of(&["--isolation=linux/devices"]).expect_err("not implemented");
         assert!(matches!(err, FlagError::Isolation(_)), "{err}");
     }
 

@@ -36,4 +36,5 @@ pub mod flags;
 pub mod http;
 pub mod isolators;
 pub mod paths;
+pub mod sandbox_authz;
 pub mod status_update_manager;

@@ -87,6 +87,156 @@ pub struct SpawnRequest {
     pub new_session: bool,
     /// Switch to this user (`setgroups`, `setgid`, `setuid`) after joining the cgroups.
     pub user: Option<UserIds>,
+    /// Capabilities, `no_new_privs` and seccomp filters for the child (see
+    /// [`privilege_steps`]).
+    pub security: ProcessSecurity,
+}
+
+/// What the child does about its privileges before exec: the capability sets
+/// (`linux/capabilities`), `no_new_privs` (`linux/nnp`) and seccomp filters
+/// (`linux/seccomp`). Capability sets
+/// are bit masks: bit `n` is Linux capability `n` (`CAP_NET_RAW` = 13).
+/// The default changes nothing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProcessSecurity {
+    /// The bounding set to keep (every other capability is dropped from it);
+    /// `None` leaves it alone.
+    pub bounding: Option<u64>,
+    /// Capabilities granted to the program: its effective, permitted,
+    /// inheritable and ambient sets (ambient, so that a non-root program keeps
+    /// them across exec). `None`: nothing granted; a root program keeps what
+    /// the bounding set allows, any other user none.
+    pub effective: Option<u64>,
+    /// Sets `PR_SET_NO_NEW_PRIVS`: exec can no longer raise privileges
+    /// (set-user-id bits and file capabilities stop working).
+    pub no_new_privs: bool,
+    /// Seccomp filters to load (`linux/seccomp`), last, after
+    /// `no_new_privs` (which a filter implies).
+    pub seccomp: Vec<Vec<BpfInstruction>>,
+}
+
+/// One classic BPF instruction, laid out as the kernel's `struct sock_filter`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BpfInstruction {
+    /// Opcode.
+    pub code: u16,
+    /// Jump if true.
+    pub jt: u8,
+    /// Jump if false.
+    pub jf: u8,
+    /// Operand.
+    pub k: u32,
+}
+
+// `load_seccomp` hands BpfInstruction slices to the kernel as sock_filter.
+const _: () = assert!(
+    std::mem::size_of::<BpfInstruction>() == std::mem::size_of::<libc::sock_filter>()
+        && std::mem::align_of::<BpfInstruction>() == std::mem::align_of::<libc::sock_filter>()
+);
+
+/// One privileged step of the child between fork and exec, in the order
+/// [`privilege_steps`] gives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PrivilegeStep {
+    /// `prctl(PR_CAPBSET_DROP, cap)`: needs CAP_SETPCAP, so it comes first.
+    DropBounding(u8),
+    /// `prctl(PR_SET_KEEPCAPS, 1)`: the permitted set survives `setuid`.
+    KeepCaps,
+    /// `setgroups`, `setgid`, `setuid` to [`SpawnRequest::user`].
+    SwitchUser,
+    /// `prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL)`.
+    ClearAmbient,
+    /// `capset` of the three sets.
+    SetCapabilities {
+        /// Effective set.
+        effective: u64,
+        /// Permitted set.
+        permitted: u64,
+        /// Inheritable set.
+        inheritable: u64,
+    },
+    /// `prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap)`: needs the
+    /// capability in the permitted and inheritable sets.
+    RaiseAmbient(u8),
+    /// `prctl(PR_SET_NO_NEW_PRIVS, 1)`: once nothing needs privileges.
+    NoNewPrivs,
+    /// `seccomp(SECCOMP_SET_MODE_FILTER)` of [`ProcessSecurity::seccomp`]`[i]`:
+    /// last, so the filter need not allow the steps before it.
+    LoadSeccomp(usize),
+}
+
+/// The child's privileged steps, in the order that works: the bounding set is
+/// cut while still root (CAP_SETPCAP); `PR_SET_KEEPCAPS` before `setuid` when
+/// capabilities are granted to another user; after the switch the sets are
+/// set (a `setuid` away from root empties effective and, without keepcaps,
+/// permitted), then ambient raised, then `no_new_privs`.
+///
+/// `switch_to` is the uid the child switches to, `euid` the agent's and
+/// `last_cap` the highest capability this kernel knows
+/// (`/proc/sys/kernel/cap_last_cap`).
+pub fn privilege_steps(
+    security: &ProcessSecurity,
+    switch_to: Option<u32>,
+    euid: u32,
+    last_cap: u8,
+) -> Vec<PrivilegeStep> {
+    let all: u64 = if last_cap >= 63 {
+        u64::MAX
+    } else {
+        (1u64 << (last_cap + 1)) - 1
+    };
+    let mut steps = Vec::new();
+    if let Some(bounding) = security.bounding {
+        for cap in 0..=last_cap.min(63) {
+            if bounding & (1u64 << cap) == 0 {
+                steps.push(PrivilegeStep::DropBounding(cap));
+            }
+        }
+    }
+    let managed = security.bounding.is_some() || security.effective.is_some();
+    if let Some(_uid) = switch_to {
+        if security.effective.is_some() {
+            steps.push(PrivilegeStep::KeepCaps);
+        }
+        steps.push(PrivilegeStep::SwitchUser);
+    }
+    if managed {
+        let bounding = security.bounding.unwrap_or(all) & all;
+        let target = switch_to.unwrap_or(euid);
+        let granted = match security.effective {
+            Some(effective) => effective & bounding,
+            None if target == 0 => bounding,
+            None => 0,
+        };
+        steps.push(PrivilegeStep::ClearAmbient);
+        steps.push(PrivilegeStep::SetCapabilities {
+            effective: granted,
+            permitted: granted,
+            inheritable: granted,
+        });
+        if security.effective.is_some() {
+            for cap in 0..=last_cap.min(63) {
+                if granted & (1u64 << cap) != 0 {
+                    steps.push(PrivilegeStep::RaiseAmbient(cap));
+                }
+            }
+        }
+    }
+    if security.no_new_privs || !security.seccomp.is_empty() {
+        steps.push(PrivilegeStep::NoNewPrivs);
+    }
+    steps.extend((0..security.seccomp.len()).map(PrivilegeStep::LoadSeccomp));
+    steps
+}
+
+/// The highest capability number this kernel knows (40 when unreadable: the
+/// kernel refuses unknown numbers, which the child then reports).
+pub fn last_capability() -> u8 {
+    std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(40)
 }
 
 /// The privileged and raw operations of the agent. See the module documentation.
@@ -137,6 +287,16 @@ pub struct ListeningSocket {
 #[derive(Debug, Default, Clone, Copy)]
 pub struct RealSyscalls;
 
+/// The privileged steps of `req`'s child (the user switch among them).
+fn spawn_steps(
+    security: &ProcessSecurity,
+    user: Option<&UserIds>,
+    euid: u32,
+    last_cap: u8,
+) -> Vec<PrivilegeStep> {
+    privilege_steps(security, user.map(|u| u.uid), euid, last_cap)
+}
+
 /// The pid as a `pid_t`, refusing the values that `kill`/`waitpid` give a special,
 /// dangerous meaning (0: our group, 1: init, negative: a group or everyone).
 fn checked_pid(pid: u32) -> io::Result<libc::pid_t> {
@@ -155,6 +315,8 @@ fn child_setup(
     cgroup_procs: &[RawFd],
     new_session: bool,
     creds: Option<&(libc::uid_t, libc::gid_t, Vec<libc::gid_t>)>,
+    steps: &[PrivilegeStep],
+    filters: &[Vec<BpfInstruction>],
 ) -> io::Result<()> {
     // Join the cgroups first, while still root: writing "0" moves the writer
     // itself (cgroup v1 and v2 alike), so the program is inside before it runs.
@@ -173,21 +335,147 @@ fn child_setup(
             return Err(io::Error::last_os_error());
         }
     }
-    if let Some((uid, gid, groups)) = creds {
-        // SAFETY: `groups` is a live Vec allocated before the fork; we pass its
-        // pointer and length, and setgroups only reads them.
-        if unsafe { libc::setgroups(groups.len(), groups.as_ptr()) } < 0 {
-            return Err(io::Error::last_os_error());
+    for step in steps {
+        match *step {
+            PrivilegeStep::SwitchUser => {
+                if let Some(creds) = creds {
+                    switch_user(creds)?;
+                }
+            }
+            PrivilegeStep::DropBounding(cap) => prctl(libc::PR_CAPBSET_DROP, cap.into())?,
+            PrivilegeStep::KeepCaps => prctl(libc::PR_SET_KEEPCAPS, 1)?,
+            PrivilegeStep::ClearAmbient => prctl(
+                libc::PR_CAP_AMBIENT,
+                libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong,
+            )?,
+            PrivilegeStep::RaiseAmbient(cap) => {
+                // SAFETY: prctl with integer arguments only; async-signal-safe.
+                let r = unsafe {
+                    libc::prctl(
+                        libc::PR_CAP_AMBIENT,
+                        libc::PR_CAP_AMBIENT_RAISE as libc::c_ulong,
+                        libc::c_ulong::from(cap),
+                        0 as libc::c_ulong,
+                        0 as libc::c_ulong,
+                    )
+                };
+                if r < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+            }
+            PrivilegeStep::SetCapabilities {
+                effective,
+                permitted,
+                inheritable,
+            } => capset(effective, permitted, inheritable)?,
+            PrivilegeStep::NoNewPrivs => prctl(libc::PR_SET_NO_NEW_PRIVS, 1)?,
+            PrivilegeStep::LoadSeccomp(i) => {
+                if let Some(filter) = filters.get(i) {
+                    load_seccomp(filter)?;
+                }
+            }
         }
-        // SAFETY: setgid takes a plain integer and is async-signal-safe.
-        if unsafe { libc::setgid(*gid) } < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: setuid takes a plain integer and is async-signal-safe; it comes
-        // last because it drops the right to change groups.
-        if unsafe { libc::setuid(*uid) } < 0 {
-            return Err(io::Error::last_os_error());
-        }
+    }
+    Ok(())
+}
+
+/// `setgroups`, `setgid`, `setuid`, in that order (setuid drops the right to
+/// change groups).
+fn switch_user(
+    (uid, gid, groups): &(libc::uid_t, libc::gid_t, Vec<libc::gid_t>),
+) -> io::Result<()> {
+    // SAFETY: `groups` is a live Vec allocated before the fork; we pass its
+    // pointer and length, and setgroups only reads them.
+    if unsafe { libc::setgroups(groups.len(), groups.as_ptr()) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: setgid takes a plain integer and is async-signal-safe.
+    if unsafe { libc::setgid(*gid) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: setuid takes a plain integer and is async-signal-safe; it comes
+    // last because it drops the right to change groups.
+    if unsafe { libc::setuid(*uid) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Loads one seccomp filter for the calling thread.
+fn load_seccomp(filter: &[BpfInstruction]) -> io::Result<()> {
+    let len = u16::try_from(filter.len()).map_err(|_| io::Error::from_raw_os_error(libc::E2BIG))?;
+    let program = libc::sock_fprog {
+        len,
+        filter: filter.as_ptr().cast_mut().cast::<libc::sock_filter>(),
+    };
+    // SAFETY: `program` points at `filter`, a live slice allocated before the
+    // fork, of `len` instructions laid out as `struct sock_filter`
+    // (BpfInstruction is repr(C) with the same fields); the kernel copies it
+    // and keeps no pointer. A raw syscall is async-signal-safe.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_SET_MODE_FILTER,
+            0 as libc::c_uint,
+            &program as *const libc::sock_fprog,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// `prctl(option, arg, 0, 0, 0)`.
+fn prctl(option: libc::c_int, arg: libc::c_ulong) -> io::Result<()> {
+    // SAFETY: prctl with integer arguments only (no pointers); async-signal-safe.
+    let r = unsafe {
+        libc::prctl(
+            option,
+            arg,
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// `capset` with the 64-bit (version 3) interface, for the calling thread.
+fn capset(effective: u64, permitted: u64, inheritable: u64) -> io::Result<()> {
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: libc::c_int,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+    let mut header = Header {
+        version: LINUX_CAPABILITY_VERSION_3,
+        pid: 0,
+    };
+    let half = |set: u64, high: bool| (if high { set >> 32 } else { set }) as u32;
+    let data = [false, true].map(|high| Data {
+        effective: half(effective, high),
+        permitted: half(permitted, high),
+        inheritable: half(inheritable, high),
+    });
+    // SAFETY: `header` and `data` are live, properly laid out (repr(C), as the
+    // kernel's __user_cap_header_struct and two __user_cap_data_struct for
+    // version 3) for the duration of the call; the kernel only reads `data`
+    // and may write `header.version`. A raw syscall is async-signal-safe.
+    let r = unsafe { libc::syscall(libc::SYS_capset, &mut header as *mut Header, data.as_ptr()) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
     }
     Ok(())
 }
@@ -233,6 +521,13 @@ impl Syscalls for RealSyscalls {
             .map(|(_, f)| f.as_raw_fd())
             .collect();
         let new_session = req.new_session;
+        let steps = spawn_steps(
+            &req.security,
+            req.user.as_ref(),
+            self.geteuid(),
+            last_capability(),
+        );
+        let filters = req.security.seccomp.clone();
         let creds = req.user.as_ref().map(|u| {
             (
                 u.uid as libc::uid_t,
@@ -244,13 +539,15 @@ impl Syscalls for RealSyscalls {
             )
         });
         // SAFETY: the closure runs in the forked child before exec. It only calls
-        // async-signal-safe functions (write, setsid, setgroups, setgid, setuid)
-        // on data moved into it before the fork, and allocates nothing (an
-        // io::Error built from errno does not allocate). The descriptors it
-        // writes to stay open in the parent until `cmd.spawn()` returns, because
-        // `req.cgroup_procs` lives until the end of this function.
+        // async-signal-safe functions (write, setsid, setgroups, setgid, setuid,
+        // prctl, capset, seccomp) on data moved into it before the fork, and allocates
+        // nothing (an io::Error built from errno does not allocate). The
+        // descriptors it writes to stay open in the parent until `cmd.spawn()`
+        // returns, because `req.cgroup_procs` lives until the end of this function.
         unsafe {
-            cmd.pre_exec(move || child_setup(&procs, new_session, creds.as_ref()));
+            cmd.pre_exec(move || {
+                child_setup(&procs, new_session, creds.as_ref(), &steps, &filters)
+            });
         }
         let child = cmd.spawn()?;
         // Dropping a std Child neither kills nor reaps it: wait_child does that.
@@ -579,6 +876,14 @@ pub mod fake {
             /// The user it would switch to.
             user: Option<UserIds>,
         },
+        /// The privileged steps the child of `pid` would take before exec
+        /// (recorded right after its `Spawn` when it takes any).
+        Privileges {
+            /// The child.
+            pid: u32,
+            /// The steps, in order.
+            steps: Vec<PrivilegeStep>,
+        },
         /// `wait_child(pid)`.
         WaitChild(u32),
         /// `kill(target, signal)`.
@@ -733,6 +1038,9 @@ pub mod fake {
                 std::fs::write(path, text)?;
             }
             st.joined.insert(pid, paths.clone());
+            // The fake kernel knows capabilities 0..=40 (CHECKPOINT_RESTORE).
+            let steps = (req.security != ProcessSecurity::default())
+                .then(|| spawn_steps(&req.security, req.user.as_ref(), st.euid, 40));
             let sid = if req.new_session { pid } else { 1 };
             st.processes.insert(
                 pid,
@@ -755,6 +1063,9 @@ pub mod fake {
                 new_session: req.new_session,
                 user: req.user,
             });
+            if let Some(steps) = steps {
+                st.calls.push(Call::Privileges { pid, steps });
+            }
             Ok(pid)
         }
 
@@ -851,6 +1162,128 @@ pub mod fake {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const NET_RAW: u64 = 1 << 13;
+    const CHOWN: u64 = 1;
+
+    #[test]
+    fn privileges_are_cut_in_an_order_that_works_for_another_user() {
+        use PrivilegeStep::*;
+        let security = ProcessSecurity {
+            bounding: Some(CHOWN | NET_RAW),
+            effective: Some(NET_RAW),
+            no_new_privs: true,
+            seccomp: Vec::new(),
+        };
+        let steps = privilege_steps(&security, Some(65534), 0, 40);
+        let drops: Vec<u8> = (0..=40).filter(|c| ![0, 13].contains(c)).collect();
+        let mut expected: Vec<PrivilegeStep> = drops.into_iter().map(DropBounding).collect();
+        expected.extend([
+            KeepCaps,
+            SwitchUser,
+            ClearAmbient,
+            SetCapabilities {
+                effective: NET_RAW,
+                permitted: NET_RAW,
+                inheritable: NET_RAW,
+            },
+            RaiseAmbient(13),
+            NoNewPrivs,
+        ]);
+        assert_eq!(steps, expected);
+    }
+
+    #[test]
+    fn without_a_grant_root_keeps_the_bounding_set_and_another_user_nothing() {
+        use PrivilegeStep::*;
+        let security = ProcessSecurity {
+            bounding: Some(CHOWN | NET_RAW),
+            effective: None,
+            no_new_privs: false,
+            seccomp: Vec::new(),
+        };
+        let root = privilege_steps(&security, None, 0, 13);
+        assert_eq!(
+            &root[root.len() - 2..],
+            &[
+                ClearAmbient,
+                SetCapabilities {
+                    effective: CHOWN | NET_RAW,
+                    permitted: CHOWN | NET_RAW,
+                    inheritable: CHOWN | NET_RAW
+                }
+            ]
+        );
+        assert!(!root.contains(&KeepCaps) && !root.contains(&SwitchUser));
+        let other = privilege_steps(&security, Some(1000), 0, 13);
+        let tail = &other[other.len() - 3..];
+        assert_eq!(
+            tail,
+            &[
+                SwitchUser,
+                ClearAmbient,
+                SetCapabilities {
+                    effective: 0,
+                    permitted: 0,
+                    inheritable: 0
+                }
+            ],
+            "no keepcaps: setuid drops everything"
+        );
+        // Nothing asked: only the user switch (the spawn of old).
+        assert_eq!(
+            privilege_steps(&ProcessSecurity::default(), Some(1000), 0, 40),
+            vec![SwitchUser]
+        );
+        assert!(privilege_steps(&ProcessSecurity::default(), None, 0, 40).is_empty());
+        let nnp_only = ProcessSecurity {
+            no_new_privs: true,
+            ..ProcessSecurity::default()
+        };
+        assert_eq!(privilege_steps(&nnp_only, None, 0, 40), vec![NoNewPrivs]);
+        // A seccomp filter implies no_new_privs and comes after it.
+        let filtered = ProcessSecurity {
+            seccomp: vec![Vec::new(), Vec::new()],
+            ..ProcessSecurity::default()
+        };
+        assert_eq!(
+            privilege_steps(&filtered, None, 0, 40),
+            vec![NoNewPrivs, LoadSeccomp(0), LoadSeccomp(1)]
+        );
+    }
+
+    #[test]
+    fn the_recording_fake_records_the_privileged_steps_after_the_spawn() {
+        let sys = fake::RecordingSyscalls::new();
+        let dir = tempfile::tempdir().expect("dir");
+        let out = || File::create(dir.path().join("out")).expect("file");
+        let pid = sys
+            .spawn(SpawnRequest {
+                program: PathBuf::from("/bin/true"),
+                args: Vec::new(),
+                env: Vec::new(),
+                working_dir: dir.path().to_path_buf(),
+                stdout: out(),
+                stderr: out(),
+                cgroup_procs: Vec::new(),
+                new_session: true,
+                user: None,
+                security: ProcessSecurity {
+                    no_new_privs: true,
+                    ..ProcessSecurity::default()
+                },
+            })
+            .expect("fake spawn");
+        let calls = sys.calls();
+        assert!(matches!(calls[0], fake::Call::Spawn { .. }));
+        assert_eq!(
+            calls[1],
+            fake::Call::Privileges {
+                pid,
+                steps: vec![PrivilegeStep::NoNewPrivs]
+            }
+        );
+    }
 
     #[test]
     fn proc_stat_with_spaces_and_parentheses_in_the_name_parses() {

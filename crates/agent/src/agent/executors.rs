@@ -23,7 +23,7 @@ use super::{
     COMPLETED_EXECUTORS, COMPLETED_FRAMEWORKS, COMPLETED_TASKS,
 };
 use crate::checkpoint;
-use crate::launcher::{LaunchSpec, Limits};
+use crate::launcher::LaunchSpec;
 use crate::paths::is_safe_component;
 use crate::status_update_manager::{is_terminal, AckOutcome, Effect, StreamId, UpdateOutcome};
 
@@ -58,7 +58,8 @@ fn scalar(name: &str, value: f64, like: Option<&v1::Resource>) -> v1::Resource {
     }
 }
 
-/// Sum of a scalar resource.
+/// Sum of a scalar resource (the launch limits: `isolators::cgroups::launch_limits`).
+#[cfg(test)]
 pub(crate) fn scalar_sum<'a>(
     resources: impl IntoIterator<Item = &'a v1::Resource>,
     name: &str,
@@ -745,7 +746,20 @@ impl Agent {
         let container_id = spec.container_id.clone();
         let mut spec = spec;
         match self.prepare_isolation(framework_id, executor_id) {
-            Ok(launch_info) => spec.env.extend(launch_info.environment),
+            Ok(launch_info) => match launch_info.security() {
+                Ok(security) => {
+                    spec.security = security;
+                    spec.env.extend(launch_info.environment);
+                }
+                Err(message) => {
+                    self.launch_failed(
+                        framework_id,
+                        executor_id,
+                        format!("Failed to prepare isolation: {message}"),
+                    );
+                    return;
+                }
+            },
             Err(message) => {
                 self.launch_failed(framework_id, executor_id, message);
                 return;
@@ -963,13 +977,12 @@ impl Agent {
                 .values()
                 .flat_map(|t| t.task.resources.iter()),
         );
-        let resources: Vec<&v1::Resource> = all_resources.collect();
-        let limits = Limits {
-            cpus: scalar_sum(resources.iter().copied(), "cpus"),
-            mem_bytes: scalar_sum(resources.iter().copied(), "mem")
-                .map(|mb| (mb * 1024.0 * 1024.0) as u64),
-            cfs_quota: false,
-        };
+        let resources: Vec<v1::Resource> = all_resources.cloned().collect();
+        let limits = crate::isolators::cgroups::launch_limits(
+            &self.config.isolation,
+            self.config.flags.cgroups_enable_cfs,
+            &resources,
+        );
         Ok(LaunchSpec {
             container_id: executor.container_id.clone(),
             program,
@@ -980,6 +993,7 @@ impl Agent {
             stderr: executor.directory.join("stderr"),
             user,
             limits,
+            security: Default::default(),
         })
     }
 
@@ -1027,6 +1041,15 @@ impl Agent {
         executor.pid = None;
         executor.subscriber = None;
         executor.pending_launches.clear();
+        if !self.limitations.contains_key(container_id) {
+            // It may have died of a limitation not polled yet (the OOM killer
+            // chose the executor itself): its tasks fail with it.
+            if let Some(limitation) = self.isolators.check(container_id) {
+                executor.termination = Some((limitation.reason, limitation.message.clone()));
+                self.limitations
+                    .insert(container_id.to_string(), limitation);
+            }
+        }
         let (reason, message) = executor.termination.clone().unwrap_or((
             Reason::ExecutorTerminated,
             "Executor terminated".to_string(),
@@ -1725,6 +1748,12 @@ impl Agent {
         let uuid = status.uuid.clone();
         tracing::info!(framework_id, executor_id, task_id = %task_id.value,
             state = ?TaskState::try_from(status.state).map(|s| s.as_str_name()), "status update from executor");
+        if is_terminal(status.state) && self.limited_now(framework_id, executor_id, status.state) {
+            // The task died of the container's limitation (the OOM killer got
+            // it, or the executor killed the rest of its group): its update
+            // comes from the agent, with the limitation, once it is destroyed.
+            return;
+        }
         if self.status_update(framework_id, Some(executor_id), status) {
             if let (Some(uuid), Some(executor)) =
                 (uuid, self.executor_mut(framework_id, executor_id))
@@ -1736,6 +1765,31 @@ impl Agent {
                     });
                 }
             }
+        }
+    }
+
+    /// Whether the executor's container is being destroyed for a
+    /// limitation; a failed task has it checked now (when there is one, the
+    /// container is destroyed: see `container_limited`).
+    fn limited_now(&mut self, framework_id: &str, executor_id: &str, state: i32) -> bool {
+        let Some(container_id) = self
+            .executor_mut(framework_id, executor_id)
+            .map(|e| e.container_id.clone())
+        else {
+            return false;
+        };
+        if self.limitations.contains_key(&container_id) {
+            return true;
+        }
+        if state != TaskState::TaskFailed as i32 {
+            return false;
+        }
+        match self.isolators.check(&container_id) {
+            Some(limitation) => {
+                self.container_limited(framework_id, executor_id, &container_id, limitation);
+                true
+            }
+            None => false,
         }
     }
 

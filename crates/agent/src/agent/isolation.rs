@@ -39,10 +39,21 @@ impl Agent {
             .get(framework_id)
             .and_then(|f| f.executors.get(executor_id))
             .ok_or("executor is gone")?;
+        // A command task's ContainerInfo is its executor's (as in Mesos).
+        let container_info = executor.info.container.clone().or_else(|| {
+            (executor.kind == super::ExecutorKind::Command)
+                .then(|| {
+                    executor
+                        .tasks
+                        .values()
+                        .find_map(|t| t.info.as_ref()?.container.clone())
+                })
+                .flatten()
+        });
         let config = ContainerConfig {
             container_id: executor.container_id.clone(),
             resources: container_resources(executor),
-            container_info: executor.info.container.clone(),
+            container_info,
             user: None,
         };
         self.isolators

@@ -107,6 +107,16 @@ pub enum Input {
     },
     /// A `/state` snapshot is wanted.
     State(oneshot::Sender<serde_json::Value>),
+    /// The user an executor's sandbox belongs to (`/files` authorization).
+    SandboxUser {
+        /// Framework id.
+        framework_id: String,
+        /// Executor id.
+        executor_id: String,
+        /// The executor's command user, else its framework's user; `None`
+        /// when the agent knows no such executor.
+        reply: oneshot::Sender<Option<String>>,
+    },
     /// Stop: the master told the agent to shut down and the grace period
     /// passed.
     Exit,
@@ -216,6 +226,21 @@ impl AgentHandle {
                 "Agent is shutting down",
             ))
         })
+    }
+
+    /// The user the sandbox of `executor_id` of `framework_id` belongs to
+    /// (live or completed): the executor's command user, else its
+    /// framework's user.
+    pub async fn sandbox_user(&self, framework_id: &str, executor_id: &str) -> Option<String> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Input::SandboxUser {
+                framework_id: framework_id.to_string(),
+                executor_id: executor_id.to_string(),
+                reply,
+            })
+            .ok()?;
+        rx.await.ok().flatten()
     }
 
     /// The `/state` JSON.
@@ -539,8 +564,39 @@ impl Agent {
             Input::State(reply) => {
                 let _ = reply.send(self.state_json());
             }
+            Input::SandboxUser {
+                framework_id,
+                executor_id,
+                reply,
+            } => {
+                let _ = reply.send(self.sandbox_user(&framework_id, &executor_id));
+            }
             Input::Exit => {}
         }
+    }
+
+    /// See [`AgentHandle::sandbox_user`]; the latest run wins.
+    fn sandbox_user(&self, framework_id: &str, executor_id: &str) -> Option<String> {
+        let framework = self
+            .frameworks
+            .get(framework_id)
+            .into_iter()
+            .chain(self.completed_frameworks.iter().rev())
+            .find(|f| f.id == framework_id)?;
+        let executor = framework
+            .executors
+            .get(executor_id)
+            .into_iter()
+            .chain(framework.completed_executors.iter().rev())
+            .find(|e| e.id == executor_id)?;
+        Some(
+            executor
+                .info
+                .command
+                .as_ref()
+                .and_then(|c| c.user.clone())
+                .unwrap_or_else(|| framework.info.user.clone()),
+        )
     }
 
     /// Sends `input` to the agent after `delay`.
@@ -722,9 +778,67 @@ fn build_isolators(config: &Config, launcher: &Arc<dyn Launcher>) -> crate::isol
             ports.clone(),
         )));
     }
+    list.extend(cgroups_isolators(config));
+    if let Some(capabilities) = config.capabilities {
+        use crate::isolators::capabilities::LinuxCapabilitiesIsolator;
+        list.push(Arc::new(LinuxCapabilitiesIsolator::new(capabilities)));
+    }
+    if config
+        .isolation
+        .iter()
+        .any(|n| n == crate::isolators::LINUX_NNP)
+    {
+        list.push(Arc::new(crate::isolators::capabilities::LinuxNnpIsolator));
+    }
+    if let Some(seccomp) = &config.seccomp {
+        use crate::isolators::seccomp::LinuxSeccompIsolator;
+        list.push(Arc::new(LinuxSeccompIsolator::new(seccomp.clone())));
+    }
     let isolators = crate::isolators::Isolators::new(list);
     tracing::info!(isolation = ?config.isolation, active = ?isolators.names(), "isolators");
     isolators
+}
+
+/// `cgroups/cpu` and `cgroups/mem`, on the linux launcher's cgroups (the
+/// flags refuse them with another launcher).
+fn cgroups_isolators(config: &Config) -> Vec<Arc<dyn crate::isolators::Isolator>> {
+    use crate::isolators::cgroups::{
+        CgroupsIsolator, RealCgroupControl, Subsystem, CGROUPS_CPU, CGROUPS_MEM,
+    };
+    use crate::launcher::cgroups::{Cgroups, Layout};
+    let wanted: Vec<Subsystem> = config
+        .isolation
+        .iter()
+        .filter_map(|n| match n.as_str() {
+            CGROUPS_CPU => Some(Subsystem::Cpu),
+            CGROUPS_MEM => Some(Subsystem::Mem),
+            _ => None,
+        })
+        .collect();
+    if wanted.is_empty() {
+        return Vec::new();
+    }
+    let cgroups = Layout::detect_host(&config.flags.cgroups_hierarchy)
+        .and_then(|layout| Cgroups::new(layout, &config.flags.cgroups_root));
+    let control = match cgroups {
+        Ok(cgroups) => Arc::new(RealCgroupControl(cgroups)),
+        Err(e) => {
+            // The linux launcher was created from the same flags, so this
+            // cannot happen; if it does, the launch limits still apply.
+            tracing::error!("cgroups isolators disabled: {e}");
+            return Vec::new();
+        }
+    };
+    wanted
+        .into_iter()
+        .map(|s| {
+            Arc::new(CgroupsIsolator::new(
+                s,
+                config.flags.cgroups_enable_cfs,
+                control.clone(),
+            )) as Arc<dyn crate::isolators::Isolator>
+        })
+        .collect()
 }
 
 /// A checkpoint that cannot be written leaves the agent unable to keep its

@@ -9,14 +9,21 @@
 //! which destroys the container and sends the status updates. Every privileged
 //! call goes through [`crate::sys::Syscalls`].
 //!
-//! Implemented: [`ports::NetworkPortsIsolator`] (`network/ports`). Accepted
-//! because the linux launcher already does their work: `posix/cpu`,
-//! `posix/mem`, `cgroups/cpu`, `cgroups/mem`, `filesystem/posix` (and the
-//! aliases `process`, `cgroups`). Every other Mesos isolator is refused by name
-//! rather than silently ignored: an operator who asks for `linux/seccomp` must
+//! Implemented: [`ports::NetworkPortsIsolator`] (`network/ports`),
+//! [`cgroups::CgroupsIsolator`] (`cgroups/cpu`, `cgroups/mem`; alias
+//! `cgroups`), [`capabilities::LinuxCapabilitiesIsolator`]
+//! (`linux/capabilities`), [`capabilities::LinuxNnpIsolator`] (`linux/nnp`),
+//! [`seccomp::LinuxSeccompIsolator`] (`linux/seccomp`). Accepted as nothing to do: `posix/cpu`, `posix/mem` (Mesos's
+//! only report usage; they enforce nothing), `filesystem/posix` (alias
+//! `process`). Every other Mesos isolator is refused by name
+//! rather than silently ignored: an operator who asks for `linux/devices` must
 //! not get a container without it.
 
+pub mod capabilities;
+pub mod cgroups;
 pub mod ports;
+pub mod seccomp;
+mod seccomp_syscalls;
 
 use std::sync::Arc;
 
@@ -50,13 +57,53 @@ pub struct ContainerState {
 }
 
 /// What an isolator asks the launcher to do for a container between fork and
-/// exec. Only the environment exists so far; isolators that need more (a
-/// capability set, a seccomp filter, namespaces to unshare) add a field here,
-/// and the launcher applies it in the child through the syscall seam.
+/// exec: environment variables, capability sets, `no_new_privs` and a seccomp
+/// profile ([`ContainerLaunchInfo::security`] turns the last three into what
+/// the launcher's child applies through the syscall seam). Isolators that need
+/// more (namespaces to unshare) add a field here.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ContainerLaunchInfo {
     /// Variables added to the executor's environment.
     pub environment: Vec<(String, String)>,
+    /// The bounding capability set (`linux/capabilities`): a bit mask, bit
+    /// `n` = Linux capability `n`.
+    pub bounding_capabilities: Option<u64>,
+    /// The capabilities granted to the executor (`linux/capabilities`).
+    pub effective_capabilities: Option<u64>,
+    /// Set `no_new_privs` (`linux/nnp`).
+    pub no_new_privileges: bool,
+    /// The seccomp profile to compile and load (`linux/seccomp`).
+    pub seccomp_profile: Option<Arc<seccomp::SeccompProfile>>,
+}
+
+impl ContainerLaunchInfo {
+    /// Adds what another isolator asks for.
+    pub fn merge(&mut self, other: ContainerLaunchInfo) {
+        self.environment.extend(other.environment);
+        self.bounding_capabilities = other.bounding_capabilities.or(self.bounding_capabilities);
+        self.effective_capabilities = other.effective_capabilities.or(self.effective_capabilities);
+        self.no_new_privileges |= other.no_new_privileges;
+        self.seccomp_profile = other.seccomp_profile.or(self.seccomp_profile.take());
+    }
+
+    /// What the launcher's child applies before exec; compiles the seccomp
+    /// profile for the container's capabilities.
+    pub fn security(&self) -> Result<crate::sys::ProcessSecurity, String> {
+        let caps = self
+            .effective_capabilities
+            .or(self.bounding_capabilities)
+            .unwrap_or(u64::MAX);
+        let seccomp = match &self.seccomp_profile {
+            Some(profile) => profile.compile(caps)?,
+            None => Vec::new(),
+        };
+        Ok(crate::sys::ProcessSecurity {
+            bounding: self.bounding_capabilities,
+            effective: self.effective_capabilities,
+            no_new_privs: self.no_new_privileges,
+            seccomp,
+        })
+    }
 }
 
 /// A container used more than it was given (Mesos's `ContainerLimitation`).
@@ -77,6 +124,11 @@ pub enum IsolatorError {
     /// agent binds any socket).
     #[error("{0}")]
     Config(String),
+    /// The container asks for something the agent does not allow (the
+    /// message is Mesos's, e.g. "Requested capabilities '...', but only
+    /// '...' are allowed"): its launch fails.
+    #[error("{0}")]
+    Refused(String),
     /// `prepare` was called twice for one container.
     #[error("container {0} has already been prepared")]
     AlreadyPrepared(String),
@@ -119,6 +171,14 @@ pub trait Isolator: Send + Sync + 'static {
     /// `None` once the container is cleaned up (or is not watched at all).
     fn watch(&self, container_id: &str) -> BoxFuture<'static, Option<ContainerLimitation>>;
 
+    /// The container's limitation, checked now rather than at the next
+    /// `watch` poll (the agent asks when an executor reports a failed task,
+    /// which may be the effect of the limitation). A limitation is raised
+    /// once, through `check` or `watch`.
+    fn check(&self, _container_id: &str) -> Option<ContainerLimitation> {
+        None
+    }
+
     /// The container's resources changed (a task was added or finished).
     fn update(&self, container_id: &str, resources: &[v1::Resource]) -> Result<(), IsolatorError>;
 
@@ -128,13 +188,7 @@ pub trait Isolator: Send + Sync + 'static {
 
 /// The `--isolation` names this agent accepts because its launcher already
 /// does what they stand for.
-const PROVIDED_BY_LAUNCHER: &[&str] = &[
-    "posix/cpu",
-    "posix/mem",
-    "cgroups/cpu",
-    "cgroups/mem",
-    "filesystem/posix",
-];
+const PROVIDED_BY_LAUNCHER: &[&str] = &["posix/cpu", "posix/mem", "filesystem/posix"];
 
 /// Mesos's isolator names that this agent does not implement.
 const NOT_IMPLEMENTED: &[&str] = &[
@@ -155,9 +209,6 @@ const NOT_IMPLEMENTED: &[&str] = &[
     "docker/runtime",
     "docker/volume",
     "linux/devices",
-    "linux/capabilities",
-    "linux/nnp",
-    "linux/seccomp",
     "namespaces/ipc",
     "namespaces/pid",
     "volume/sandbox_path",
@@ -177,6 +228,26 @@ const NOT_IMPLEMENTED: &[&str] = &[
 
 /// The `network/ports` isolator's name.
 pub const NETWORK_PORTS: &str = "network/ports";
+/// The `linux/capabilities` isolator's name.
+pub const LINUX_CAPABILITIES: &str = "linux/capabilities";
+/// The `linux/nnp` isolator's name.
+pub const LINUX_NNP: &str = "linux/nnp";
+/// The `linux/seccomp` isolator's name.
+pub const LINUX_SECCOMP: &str = "linux/seccomp";
+
+/// What `--isolation`'s default adds, secure by default, to the resource
+/// isolators: `linux/capabilities` (a minimal bounding set; only when the
+/// agent is root, as it needs CAP_SETPCAP), `linux/nnp` and `linux/seccomp`
+/// (the built-in profile). `network/ports`
+/// stays opt-in, as in Mesos.
+pub fn default_security_isolators(root: bool) -> &'static str {
+    match (root, cfg!(target_arch = "x86_64")) {
+        (true, true) => "linux/capabilities,linux/nnp,linux/seccomp",
+        (true, false) => "linux/capabilities,linux/nnp",
+        (false, true) => "linux/nnp,linux/seccomp",
+        (false, false) => "linux/nnp",
+    }
+}
 
 /// Parses `--isolation`: comma-separated names, legacy aliases expanded
 /// (`process` → `posix/cpu,posix/mem`; `cgroups` → `cgroups/cpu,cgroups/mem`;
@@ -193,10 +264,15 @@ pub fn parse_isolation(text: &str) -> Result<Vec<String>, IsolatorError> {
                 std::slice::from_ref(match PROVIDED_BY_LAUNCHER.iter().find(|n| **n == other) {
                     Some(known) => known,
                     None if other == NETWORK_PORTS => &NETWORK_PORTS,
+                    None if other == LINUX_CAPABILITIES => &LINUX_CAPABILITIES,
+                    None if other == LINUX_NNP => &LINUX_NNP,
+                    None if other == LINUX_SECCOMP => &LINUX_SECCOMP,
+                    None if other == cgroups::CGROUPS_CPU => &cgroups::CGROUPS_CPU,
+                    None if other == cgroups::CGROUPS_MEM => &cgroups::CGROUPS_MEM,
                     None if NOT_IMPLEMENTED.contains(&other) => {
                         return Err(IsolatorError::Config(format!(
                         "invalid --isolation: the '{other}' isolator is not implemented by this \
-                         agent (implemented: {NETWORK_PORTS}; accepted as provided by the \
+                         agent (implemented: {NETWORK_PORTS}, cgroups/cpu, cgroups/mem, {LINUX_CAPABILITIES}, {LINUX_NNP}, {LINUX_SECCOMP}; accepted as provided by the \
                          launcher: {})",
                         PROVIDED_BY_LAUNCHER.join(", ")
                     )))
@@ -278,7 +354,7 @@ impl Isolators {
         let mut merged = ContainerLaunchInfo::default();
         for (i, isolator) in self.list.iter().enumerate() {
             match isolator.prepare(config) {
-                Ok(Some(info)) => merged.environment.extend(info.environment),
+                Ok(Some(info)) => merged.merge(info),
                 Ok(None) => {}
                 Err(e) => {
                     for done in &self.list[..i] {
@@ -305,6 +381,11 @@ impl Isolators {
         container_id: &str,
     ) -> Vec<BoxFuture<'static, Option<ContainerLimitation>>> {
         self.list.iter().map(|i| i.watch(container_id)).collect()
+    }
+
+    /// The first limitation any isolator finds on the container now.
+    pub fn check(&self, container_id: &str) -> Option<ContainerLimitation> {
+        self.list.iter().find_map(|i| i.check(container_id))
     }
 
     /// Tells every isolator the container's resources changed. Failures are
@@ -352,10 +433,10 @@ mod tests {
 
     #[test]
     fn unimplemented_and_unknown_isolators_are_refused_by_name() {
-        let err = parse_isolation("posix/cpu,linux/seccomp").expect_err("not implemented");
+        let err = parse_isolation("posix/cpu,linux/devices").expect_err("not implemented");
         assert!(
             err.to_string()
-                .contains("the 'linux/seccomp' isolator is not implemented"),
+                .contains("the 'linux/devices' isolator is not implemented"),
             "{err}"
         );
         let err = parse_isolation("posix/disk").expect_err("alias of disk/du");

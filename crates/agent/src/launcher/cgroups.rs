@@ -189,6 +189,66 @@ pub fn memory_limit(bytes: u64) -> u64 {
     bytes.max(MIN_MEMORY_BYTES)
 }
 
+/// One control file value that a limit stands for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LimitWrite {
+    /// `cpu` or `memory`.
+    pub controller: &'static str,
+    /// The control file (`cpu.shares`, `memory.max`, ...).
+    pub file: &'static str,
+    /// What is written to it.
+    pub value: String,
+}
+
+/// What `limits` mean in cgroup `version`'s control files, in the order they
+/// are written. The one place that decides it: the launcher writes these when
+/// it creates a container's cgroups, the `cgroups/cpu` and `cgroups/mem`
+/// isolators when its resources change (Mesos's `update`).
+///
+/// * cpus: v1 `cpu.shares` = 1024 × cpus (min 2), and with a CFS quota
+///   `cpu.cfs_period_us` = 100 ms, `cpu.cfs_quota_us` = cpus × period (min
+///   1 ms); v2 the matching `cpu.weight` and `cpu.max` = `"<quota> <period>"`.
+/// * mem: v1 `memory.limit_in_bytes` then `memory.soft_limit_in_bytes`, both
+///   the request (min 32 MiB), as Mesos; v2 `memory.max` only (v2 has no soft
+///   limit: `memory.high` throttles, which Mesos's v1 soft limit does not).
+pub fn limit_writes(version: u8, limits: &Limits) -> Vec<LimitWrite> {
+    let w = |controller, file, value: String| LimitWrite {
+        controller,
+        file,
+        value,
+    };
+    let mut out = Vec::new();
+    if let Some(cpus) = limits.cpus {
+        let shares = cpu_shares(cpus);
+        if version == 2 {
+            out.push(w("cpu", "cpu.weight", cpu_weight(shares).to_string()));
+            if limits.cfs_quota {
+                out.push(w(
+                    "cpu",
+                    "cpu.max",
+                    format!("{} {CFS_PERIOD_US}", cfs_quota_us(cpus)),
+                ));
+            }
+        } else {
+            out.push(w("cpu", "cpu.shares", shares.to_string()));
+            if limits.cfs_quota {
+                out.push(w("cpu", "cpu.cfs_period_us", CFS_PERIOD_US.to_string()));
+                out.push(w("cpu", "cpu.cfs_quota_us", cfs_quota_us(cpus).to_string()));
+            }
+        }
+    }
+    if let Some(bytes) = limits.mem_bytes {
+        let limit = memory_limit(bytes).to_string();
+        if version == 2 {
+            out.push(w("memory", "memory.max", limit));
+        } else {
+            out.push(w("memory", "memory.limit_in_bytes", limit.clone()));
+            out.push(w("memory", "memory.soft_limit_in_bytes", limit));
+        }
+    }
+    out
+}
+
 /// Checks `--cgroups_root`: relative, `/`-separated names, nothing like `..`.
 pub(crate) fn validate_root(root: &str) -> Result<(), LauncherError> {
     let bad = |reason| {
@@ -444,29 +504,7 @@ impl Cgroups {
         cpu_dir: Option<&Path>,
         memory_dir: Option<&Path>,
     ) -> Result<(), LauncherError> {
-        let v2 = self.layout.version() == 2;
-        if let (Some(cpus), Some(dir)) = (limits.cpus, cpu_dir) {
-            let shares = cpu_shares(cpus);
-            if v2 {
-                write_file(&dir.join("cpu.weight"), &cpu_weight(shares).to_string())?;
-                if limits.cfs_quota {
-                    write_file(
-                        &dir.join("cpu.max"),
-                        &format!("{} {CFS_PERIOD_US}", cfs_quota_us(cpus)),
-                    )?;
-                }
-            } else {
-                write_file(&dir.join("cpu.shares"), &shares.to_string())?;
-                if limits.cfs_quota {
-                    write_file(&dir.join("cpu.cfs_period_us"), &CFS_PERIOD_US.to_string())?;
-                    write_file(
-                        &dir.join("cpu.cfs_quota_us"),
-                        &cfs_quota_us(cpus).to_string(),
-                    )?;
-                }
-            }
-        }
-        if let (Some(bytes), Some(dir)) = (limits.mem_bytes, memory_dir) {
+        if let Some(bytes) = limits.mem_bytes {
             let limit = memory_limit(bytes);
             if limit != bytes {
                 tracing::warn!(
@@ -475,14 +513,29 @@ impl Cgroups {
                     "memory limit raised to the 32 MiB minimum"
                 );
             }
-            let file = if v2 {
-                "memory.max"
-            } else {
-                "memory.limit_in_bytes"
+        }
+        for write in limit_writes(self.layout.version(), limits) {
+            let dir = match write.controller {
+                "cpu" => cpu_dir,
+                _ => memory_dir,
             };
-            write_file(&dir.join(file), &limit.to_string())?;
+            if let Some(dir) = dir {
+                write_file(&dir.join(write.file), &write.value)?;
+            }
         }
         Ok(())
+    }
+
+    /// The container's control file `file` of `controller` (`cpu`, `memory`),
+    /// when that controller is available.
+    pub(crate) fn control_file(
+        &self,
+        controller: &str,
+        container_id: &str,
+        file: &str,
+    ) -> Option<PathBuf> {
+        self.controller_dir(controller, container_id)
+            .map(|d| d.join(file))
     }
 
     /// Every process in the container's cgroups (nested cgroups included), sorted.

@@ -179,6 +179,7 @@ impl Launcher for LinuxLauncher {
             cgroup_procs,
             new_session: true,
             user: prepared.user,
+            security: spec.security.clone(),
         });
         let pid = match spawned {
             Ok(pid) => pid,

@@ -68,6 +68,9 @@ pub struct LaunchSpec {
     pub user: Option<String>,
     /// Resource limits (linux launcher only).
     pub limits: Limits,
+    /// Capabilities and `no_new_privs` the executor starts with (from the
+    /// `linux/capabilities` and `linux/nnp` isolators).
+    pub security: crate::sys::ProcessSecurity,
 }
 
 /// Which launcher (`--launcher`).
@@ -396,6 +399,7 @@ pub(crate) mod testutil {
             stderr: dir.join("stderr"),
             user: None,
             limits: Limits::default(),
+            security: Default::default(),
         }
     }
 

@@ -107,6 +107,7 @@ impl Launcher for PosixLauncher {
                 cgroup_procs: Vec::new(),
                 new_session: true,
                 user: prepared.user,
+                security: spec.security.clone(),
             })
             .map_err(|source| LauncherError::Spawn {
                 container_id: spec.container_id.clone(),
@@ -265,6 +266,55 @@ mod tests {
         ];
         let got: Vec<u32> = container_processes(&orphaned, 100).into_iter().collect();
         assert_eq!(got, vec![101]);
+    }
+
+    #[tokio::test]
+    async fn the_spec_security_reaches_the_child_after_the_user_switch() {
+        use crate::sys::{PrivilegeStep, ProcessSecurity, UserIds};
+        let sys = Arc::new(RecordingSyscalls::new());
+        sys.add_user(UserIds {
+            name: "nobody".into(),
+            uid: 65534,
+            gid: 65534,
+            groups: vec![65534],
+        });
+        let launcher = PosixLauncher::new(sys.clone());
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut spec = sh_spec(dir.path(), "c1", "exit 0");
+        spec.user = Some("nobody".into());
+        spec.security = ProcessSecurity {
+            bounding: Some(u64::MAX >> 23),
+            effective: Some(1 << 13),
+            no_new_privs: true,
+            seccomp: vec![Vec::new()],
+        };
+        let pid = launcher.launch(&spec).expect("fake launch");
+        let steps = sys
+            .calls()
+            .into_iter()
+            .find_map(|c| match c {
+                Call::Privileges { pid: p, steps } if p == pid => Some(steps),
+                _ => None,
+            })
+            .expect("privileged steps recorded");
+        use PrivilegeStep::*;
+        assert_eq!(
+            steps,
+            vec![
+                KeepCaps,
+                SwitchUser,
+                ClearAmbient,
+                SetCapabilities {
+                    effective: 1 << 13,
+                    permitted: 1 << 13,
+                    inheritable: 1 << 13
+                },
+                RaiseAmbient(13),
+                NoNewPrivs,
+                LoadSeccomp(0),
+            ],
+            "the fake kernel knows capabilities 0-40: none to drop from 0-40"
+        );
     }
 
     #[tokio::test]

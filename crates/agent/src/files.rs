@@ -3,19 +3,24 @@
 //! served: the requested path is canonicalized (resolving `..` and
 //! symlinks) and must stay under that root, and the file actually opened is
 //! checked again through `/proc/self/fd`, so a task cannot swap in a symlink
-//! to `/etc/shadow` between the check and the open.
+//! to `/etc/shadow` between the check and the open. Each resolved path is
+//! then authorized (`access_sandboxes`, see [`crate::sandbox_authz`]).
 
 use std::io::SeekFrom;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 
 use axum::body::Body;
-use axum::extract::{Query, State};
+use axum::extract::{Extension, Query, State};
 use axum::response::{IntoResponse, Response};
 use http::{header, HeaderValue, StatusCode};
 use mesos_common::http::{json_response, HttpError};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
+
+use crate::agent::AgentHandle;
+use crate::auth::Principal;
+use crate::sandbox_authz::SandboxAuthz;
 
 /// Longest chunk `/files/read` returns at once.
 const MAX_READ: u64 = 1 << 20;
@@ -24,6 +29,8 @@ const MAX_READ: u64 = 1 << 20;
 #[derive(Debug, Clone)]
 pub struct Files {
     root: PathBuf,
+    authz: SandboxAuthz,
+    agent: Option<AgentHandle>,
 }
 
 /// Query of the `/files` endpoints.
@@ -40,7 +47,53 @@ impl Files {
     pub fn new(root: &Path) -> std::io::Result<Self> {
         Ok(Self {
             root: root.canonicalize()?,
+            authz: SandboxAuthz::default(),
+            agent: None,
         })
+    }
+
+    /// Checks `access_sandboxes` with `authz` (default: everything allowed).
+    pub fn with_authz(mut self, authz: SandboxAuthz) -> Self {
+        self.authz = authz;
+        self
+    }
+
+    /// Reloads the sandbox ACLs on SIGHUP (see
+    /// [`SandboxAuthz::reload_on_sighup`]).
+    pub fn reload_acls_on_sighup(&self) {
+        self.authz.reload_on_sighup();
+    }
+
+    /// Asks `agent` whose sandbox a path is (it also knows completed
+    /// executors, whose checkpoints are gone).
+    pub fn with_agent(mut self, agent: AgentHandle) -> Self {
+        self.agent = Some(agent);
+        self
+    }
+
+    /// Resolves as [`Files::resolve`], then checks that `principal` may
+    /// read the sandbox the path lies in.
+    pub async fn resolve_for(
+        &self,
+        principal: Option<&str>,
+        requested: Option<&str>,
+    ) -> Result<PathBuf, HttpError> {
+        let canonical = self.resolve(requested)?;
+        if !self.authz.is_on() {
+            return Ok(canonical);
+        }
+        let mut user = None;
+        if let (Some(agent), Some((_, framework_id, executor_id))) = (
+            &self.agent,
+            crate::sandbox_authz::sandbox_ids(&self.root, &canonical),
+        ) {
+            user = agent.sandbox_user(framework_id, executor_id).await;
+        }
+        if user.is_none() {
+            user = crate::sandbox_authz::sandbox_user(&self.root, &canonical);
+        }
+        self.authz.check(principal, user.as_deref())?;
+        Ok(canonical)
     }
 
     /// Resolves a requested path to a canonical path under the root, or the
@@ -170,9 +223,16 @@ fn file_info(path: &str, metadata: &std::fs::Metadata) -> serde_json::Value {
 }
 
 /// `GET /files/browse?path=`.
-pub async fn browse(State(files): State<Files>, Query(query): Query<FilesQuery>) -> Response {
+pub async fn browse(
+    State(files): State<Files>,
+    principal: Option<Extension<Principal>>,
+    Query(query): Query<FilesQuery>,
+) -> Response {
+    let principal = principal.and_then(|Extension(Principal(p))| p);
     let result = async {
-        let canonical = files.resolve(query.path.as_deref())?;
+        let canonical = files
+            .resolve_for(principal.as_deref(), query.path.as_deref())
+            .await?;
         let requested = query.path.clone().unwrap_or_default();
         let metadata = tokio::fs::metadata(&canonical).await.map_err(|e| {
             HttpError::new(
@@ -225,7 +285,12 @@ fn parse_i64(name: &str, value: Option<&str>) -> Result<Option<i64>, HttpError> 
 
 /// `GET /files/read?path=&offset=&length=`: `{"data": ..., "offset": N}`;
 /// `offset=-1` (or none) returns the file's size as the offset.
-pub async fn read(State(files): State<Files>, Query(query): Query<FilesQuery>) -> Response {
+pub async fn read(
+    State(files): State<Files>,
+    principal: Option<Extension<Principal>>,
+    Query(query): Query<FilesQuery>,
+) -> Response {
+    let principal = principal.and_then(|Extension(Principal(p))| p);
     let result = async {
         let offset = parse_i64("offset", query.offset.as_deref())?.unwrap_or(-1);
         let length = parse_i64("length", query.length.as_deref())?;
@@ -237,7 +302,9 @@ pub async fn read(State(files): State<Files>, Query(query): Query<FilesQuery>) -
         if length.is_some_and(|l| l < -1) {
             return Err(HttpError::bad_request("Negative length provided"));
         }
-        let canonical = files.resolve(query.path.as_deref())?;
+        let canonical = files
+            .resolve_for(principal.as_deref(), query.path.as_deref())
+            .await?;
         let requested = query.path.clone().unwrap_or_default();
         if canonical.is_dir() {
             return Err(HttpError::bad_request(format!(
@@ -298,9 +365,16 @@ pub async fn read(State(files): State<Files>, Query(query): Query<FilesQuery>) -
 }
 
 /// `GET /files/download?path=`: the raw file as an attachment.
-pub async fn download(State(files): State<Files>, Query(query): Query<FilesQuery>) -> Response {
+pub async fn download(
+    State(files): State<Files>,
+    principal: Option<Extension<Principal>>,
+    Query(query): Query<FilesQuery>,
+) -> Response {
+    let principal = principal.and_then(|Extension(Principal(p))| p);
     let result = async {
-        let canonical = files.resolve(query.path.as_deref())?;
+        let canonical = files
+            .resolve_for(principal.as_deref(), query.path.as_deref())
+            .await?;
         let requested = query.path.clone().unwrap_or_default();
         if canonical.is_dir() {
             return Err(HttpError::bad_request(format!(
@@ -465,15 +539,20 @@ mod tests {
                 .to_bytes();
             serde_json::from_slice::<serde_json::Value>(&bytes).expect("json")
         };
-        let r = read(State(files.clone()), Query(query(Some("0"), None))).await;
+        let r = read(State(files.clone()), None, Query(query(Some("0"), None))).await;
         assert_eq!(body(r).await, json!({"data": "hello\n", "offset": 0}));
-        let r = read(State(files.clone()), Query(query(Some("-1"), None))).await;
+        let r = read(State(files.clone()), None, Query(query(Some("-1"), None))).await;
         assert_eq!(body(r).await, json!({"data": "", "offset": 6}));
-        let r = read(State(files.clone()), Query(query(Some("1"), Some("3")))).await;
+        let r = read(
+            State(files.clone()),
+            None,
+            Query(query(Some("1"), Some("3"))),
+        )
+        .await;
         assert_eq!(body(r).await, json!({"data": "ell", "offset": 1}));
-        let r = read(State(files.clone()), Query(query(Some("x"), None))).await;
+        let r = read(State(files.clone()), None, Query(query(Some("x"), None))).await;
         assert_eq!(r.status(), StatusCode::BAD_REQUEST);
-        let r = read(State(files.clone()), Query(query(Some("-5"), None))).await;
+        let r = read(State(files.clone()), None, Query(query(Some("-5"), None))).await;
         assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     }
 }

@@ -66,8 +66,15 @@ fn main() {
         &config.flags.cgroups_root,
     )
     .unwrap_or_else(|e| fail(e));
+    let sandbox_authz = mesos_agent::sandbox_authz::SandboxAuthz::from_flags(
+        config.flags.acls.as_deref(),
+        config.flags.authenticate_http_readonly,
+        audit.clone(),
+    )
+    .unwrap_or_else(|e| fail(e));
     let files = Files::new(&sandboxes)
-        .unwrap_or_else(|e| fail(format!("cannot use {}: {e}", sandboxes.display())));
+        .unwrap_or_else(|e| fail(format!("cannot use {}: {e}", sandboxes.display())))
+        .with_authz(sandbox_authz);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -110,6 +117,8 @@ async fn run(
         work_dir = %config.flags.work_dir.display(), "agent started");
     let http_auth = HttpAuth::new(&config, audit);
     reload_http_credentials_on_sighup(&config);
+    files.reload_acls_on_sighup();
+    let files = files.with_agent(agent.handle());
     let app = http::router(agent.handle(), config.clone(), files, http_auth);
     if let Some(tls) = &tls {
         tls.watch(std::time::Duration::from_secs(1));

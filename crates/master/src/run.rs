@@ -25,7 +25,12 @@ pub async fn run(flags: Flags) -> anyhow::Result<()> {
     let ip = flags.advertised_ip().to_string();
     let upid = Upid::new("master", ip.clone(), advertised_port);
     let hostname = flags.hostname.clone().unwrap_or_else(|| ip.clone());
-    let (authz, casbin) = authz_from_flags(&flags)?;
+    let audit = match &flags.audit_log {
+        Some(path) => AuditLog::open(path)
+            .with_context(|| format!("opening --audit_log {}", path.display()))?,
+        None => AuditLog::disabled(),
+    };
+    let (authz, casbin) = authz_from_flags(&flags, audit.clone())?;
     if let (Some(casbin), Some(value)) = (casbin, flags.acls.clone()) {
         reload_acls_on_sighup(casbin, value);
     }
@@ -58,7 +63,7 @@ pub async fn run(flags: Flags) -> anyhow::Result<()> {
         authenticate_agents: flags.authenticate_agents,
         authz: authz.clone(),
     };
-    let authn = authn_from_flags(&flags, &hostname)?;
+    let authn = authn_from_flags(&flags, &hostname, audit)?;
     let master = Master::new(config, registry).context("recovering the registry")?;
     tracing::info!(id = %master.info.id, pid = %upid, "master started");
     let transport = Transport::new(mesos_common::net::connector(tls.clone()));
@@ -90,7 +95,7 @@ pub async fn run(flags: Flags) -> anyhow::Result<()> {
 }
 
 /// Builds the authenticators and says, as Mesos does, what is required.
-fn authn_from_flags(flags: &Flags, hostname: &str) -> anyhow::Result<Authn> {
+fn authn_from_flags(flags: &Flags, hostname: &str, audit: AuditLog) -> anyhow::Result<Authn> {
     if flags.authenticate_frameworks {
         tracing::info!("Master only allowing authenticated frameworks to register");
     }
@@ -103,11 +108,6 @@ fn authn_from_flags(flags: &Flags, hostname: &str) -> anyhow::Result<Authn> {
     for warning in flags.security_warnings() {
         tracing::warn!("SECURITY: {warning}");
     }
-    let audit = match &flags.audit_log {
-        Some(path) => AuditLog::open(path)
-            .with_context(|| format!("opening --audit_log {}", path.display()))?,
-        None => AuditLog::disabled(),
-    };
     let settings = Settings {
         credentials_path: flags.credentials.clone(),
         mechanisms: flags.sasl_mechanisms().map_err(anyhow::Error::msg)?,
@@ -142,9 +142,10 @@ fn reload_on_sighup(authn: Authn) {
 
 /// The authorizer in force: `--acls`, else our secure default when any
 /// authentication is on, else none (Mesos's open default, under
-/// `--insecure` only).
+/// `--insecure` only). Decisions are audited to `audit`.
 fn authz_from_flags(
     flags: &Flags,
+    audit: AuditLog,
 ) -> anyhow::Result<(
     crate::core::authz::Authz,
     Option<Arc<mesos_acls::CasbinAuthorizer>>,
@@ -179,7 +180,7 @@ fn authz_from_flags(
             None
         }
     };
-    Ok((crate::core::authz::Authz(authorizer), casbin))
+    Ok((crate::core::authz::Authz::new(authorizer, audit), casbin))
 }
 
 /// Re-reads `--acls` on SIGHUP; a bad file keeps the ACLs in force.

@@ -370,7 +370,21 @@ impl Cluster {
                 self.agent_credential_path().display()
             ));
         }
-        args.extend(self.agent_args.iter().cloned());
+        // As for the master: Mesos's open default (every sandbox readable)
+        // unless the test passes its own `--acls` or `NO_DEFAULT_ACLS`.
+        if !self
+            .agent_args
+            .iter()
+            .any(|a| a.starts_with("--acls") || a == NO_DEFAULT_ACLS)
+        {
+            args.push(r#"--acls={"permissive":true}"#.to_string());
+        }
+        args.extend(
+            self.agent_args
+                .iter()
+                .filter(|a| *a != NO_DEFAULT_ACLS)
+                .cloned(),
+        );
         let log = self
             .dir
             .path()

@@ -112,3 +112,106 @@ async fn operator_stream_shows_a_framework_and_its_task_running() {
         .await
         .expect("teardown");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_stream_shows_each_subscriber_only_what_it_may_view() {
+    // The framework's principal may view everything; the operator only
+    // frameworks and tasks of user `nobody` (the task runs as root).
+    let acls = serde_json::json!({
+        "permissive": true,
+        "view_frameworks": [
+            {"principals": {"values": [mesos_tests::FRAMEWORK_PRINCIPAL]}, "users": {"type": "ANY"}},
+            {"principals": {"values": [mesos_tests::OPERATOR_PRINCIPAL]}, "users": {"values": ["nobody"]}},
+            {"principals": {"type": "ANY"}, "users": {"type": "NONE"}}
+        ],
+        "view_tasks": [
+            {"principals": {"values": [mesos_tests::FRAMEWORK_PRINCIPAL]}, "users": {"type": "ANY"}},
+            {"principals": {"values": [mesos_tests::OPERATOR_PRINCIPAL]}, "users": {"values": ["nobody"]}}
+        ]
+    });
+    let flag = format!("--acls={acls}");
+    let cluster =
+        tokio::task::spawn_blocking(move || mesos_tests::Cluster::start_with(1, &[&flag]))
+            .await
+            .expect("cluster");
+    let master = cluster.master_url();
+    // Subscribing is no longer refused to a reader with a partial view.
+    let mut limited = operator_events(&mesos_tests::operator_client(), &master).await;
+    let mut full = operator_events(&mesos_tests::framework_client(), &master).await;
+    for events in [&mut limited, &mut full] {
+        let first = tokio::time::timeout(Duration::from_secs(10), events.recv())
+            .await
+            .expect("SUBSCRIBED in time")
+            .expect("stream open");
+        assert_eq!(first["type"], "SUBSCRIBED", "{first}");
+    }
+
+    run_one_task(
+        &master,
+        OneTask {
+            framework: "filtered-stream-test",
+            task_id: "filtered-task",
+            command: "sleep 30",
+            until: TaskState::TaskRunning,
+        },
+    )
+    .await;
+
+    let mut seen = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut running = false;
+    while !running {
+        let Ok(Some(event)) = tokio::time::timeout_at(deadline, full.recv()).await else {
+            break;
+        };
+        running =
+            event["type"] == "TASK_UPDATED" && event["task_updated"]["state"] == "TASK_RUNNING";
+        seen.push(event);
+    }
+    let kinds: Vec<&str> = seen.iter().filter_map(|e| e["type"].as_str()).collect();
+    assert!(running, "full view: {kinds:?}\n{}", cluster.logs());
+    assert!(
+        kinds.contains(&"FRAMEWORK_ADDED") && kinds.contains(&"TASK_ADDED"),
+        "{kinds:?}"
+    );
+
+    // The limited subscriber got none of it (its SUBSCRIBED already came;
+    // anything else queued by now would be a leak).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut leaked = Vec::new();
+    while let Ok(event) = limited.try_recv() {
+        if event["type"] != "HEARTBEAT" {
+            leaked.push(event);
+        }
+    }
+    assert!(leaked.is_empty(), "{leaked:?}");
+
+    // A new limited subscriber's snapshot hides the framework and task too.
+    let mut late = operator_events(&mesos_tests::operator_client(), &master).await;
+    let first = tokio::time::timeout(Duration::from_secs(10), late.recv())
+        .await
+        .expect("SUBSCRIBED in time")
+        .expect("stream open");
+    let state = &first["subscribed"]["get_state"];
+    assert!(
+        state["get_frameworks"]["frameworks"]
+            .as_array()
+            .is_none_or(Vec::is_empty),
+        "{first}"
+    );
+    assert!(
+        state["get_tasks"]["tasks"]
+            .as_array()
+            .is_none_or(Vec::is_empty),
+        "{first}"
+    );
+    assert_eq!(
+        state["get_agents"]["agents"].as_array().map(Vec::len),
+        Some(1),
+        "{first}"
+    );
+
+    tokio::task::spawn_blocking(move || drop(cluster))
+        .await
+        .expect("teardown");
+}

@@ -133,7 +133,8 @@ pub fn http_credentials(work_dir: &Path) -> PathBuf {
 }
 
 /// Starts `mesos-agent` with the test launcher and short backoffs, and
-/// `--http_credentials` unless `extra` says `--insecure` or names its own.
+/// `--http_credentials` unless `extra` says `--insecure` or names its own,
+/// and permissive `--acls` unless `extra` names its own.
 pub fn start_agent(
     master_port: u16,
     work_dir: &Path,
@@ -161,6 +162,14 @@ pub fn spawn_agent(
             "--http_credentials={}",
             http_credentials(work_dir).display()
         ));
+    }
+    // Tests about other things read sandboxes freely (Mesos's open ACL
+    // default); tests of the secure default pass their own `--acls`.
+    if !extra
+        .iter()
+        .any(|a| a.starts_with("--acls") || a.starts_with("--insecure"))
+    {
+        auth.push(r#"--acls={"permissive":true}"#.to_string());
     }
     let executor = PathBuf::from(env!("CARGO_BIN_EXE_mesos-executor"));
     let launcher_dir = executor.parent().expect("bin dir").to_path_buf();

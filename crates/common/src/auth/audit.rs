@@ -80,6 +80,33 @@ struct Line<'a> {
     reason: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     realm: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    action: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    object: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rule: Option<&'a str>,
+}
+
+/// One authorization decision, for the same log. Its line has
+/// `"mechanism":"acl:<action>"`, `"outcome":"success"` (allowed) or
+/// `"failure"` (denied), and `action`, `object` (absent = any object),
+/// `rule` and, for a denial, `reason` (the explanation). Holds no secret by
+/// construction.
+#[derive(Debug, Clone, Copy)]
+pub struct AuthzEvent<'a> {
+    /// The principal asking (absent = an unauthenticated request).
+    pub principal: Option<&'a str>,
+    /// The ACL action, e.g. `run_tasks`.
+    pub action: &'a str,
+    /// The object asked about (a role, a user, a path); absent = any.
+    pub object: Option<&'a str>,
+    /// Allowed (`Success`) or denied (`Failure`).
+    pub outcome: Outcome,
+    /// The rule that decided, e.g. `acl run_tasks[0]`.
+    pub rule: &'a str,
+    /// Why it was denied and what would allow it.
+    pub reason: Option<&'a str>,
 }
 
 impl AuditLog {
@@ -154,8 +181,60 @@ impl AuditLog {
             outcome: event.outcome.as_str(),
             reason: event.reason,
             realm: event.realm,
+            action: None,
+            object: None,
+            rule: None,
         };
-        let mut bytes = match serde_json::to_vec(&line) {
+        self.write_line(log, &line);
+    }
+
+    /// Records an authorization decision: a `tracing` event (debug when
+    /// allowed, warn when denied) and, when enabled, one JSON line.
+    pub fn record_authorization(&self, event: &AuthzEvent<'_>) {
+        self.record_authorization_at(event, SystemTime::now());
+    }
+
+    fn record_authorization_at(&self, event: &AuthzEvent<'_>, time: SystemTime) {
+        match event.outcome {
+            Outcome::Success => tracing::debug!(
+                target: "mesos::audit",
+                principal = event.principal,
+                action = event.action,
+                object = event.object,
+                rule = event.rule,
+                "authorized"
+            ),
+            Outcome::Failure => tracing::warn!(
+                target: "mesos::audit",
+                principal = event.principal,
+                action = event.action,
+                object = event.object,
+                rule = event.rule,
+                reason = event.reason,
+                "not authorized"
+            ),
+        }
+        let Some(log) = &self.file else {
+            return;
+        };
+        let mechanism = format!("acl:{}", event.action);
+        let line = Line {
+            time: rfc3339_utc(time),
+            peer: None,
+            principal: event.principal,
+            mechanism: &mechanism,
+            outcome: event.outcome.as_str(),
+            reason: event.reason,
+            realm: None,
+            action: Some(event.action),
+            object: event.object,
+            rule: Some(event.rule),
+        };
+        self.write_line(log, &line);
+    }
+
+    fn write_line(&self, log: &LogFile, line: &Line<'_>) {
+        let mut bytes = match serde_json::to_vec(line) {
             Ok(bytes) => bytes,
             Err(e) => {
                 log.report_once(&e);
@@ -320,6 +399,45 @@ mod tests {
         });
         let text = std::fs::read_to_string(&path).expect("reads");
         assert_eq!(text.lines().count(), 3);
+    }
+
+    #[test]
+    fn authorization_lines_name_the_action_object_and_rule() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("audit.log");
+        let log = AuditLog::open(&path).expect("opens");
+        log.record_authorization(&AuthzEvent {
+            principal: Some("alice"),
+            action: "run_tasks",
+            object: Some("root"),
+            outcome: Outcome::Failure,
+            rule: "Default(\"run-tasks-as-root\")",
+            reason: Some("principal 'alice' denied to run_tasks"),
+        });
+        log.record_authorization(&AuthzEvent {
+            principal: None,
+            action: "view_flags",
+            object: None,
+            outcome: Outcome::Success,
+            rule: "NoMatch { permissive: true }",
+            reason: None,
+        });
+        let text = std::fs::read_to_string(&path).expect("reads");
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("each line is JSON"))
+            .collect();
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[0]["mechanism"], "acl:run_tasks");
+        assert_eq!(lines[0]["action"], "run_tasks");
+        assert_eq!(lines[0]["object"], "root");
+        assert_eq!(lines[0]["outcome"], "failure");
+        assert_eq!(lines[0]["principal"], "alice");
+        assert!(lines[0]["reason"].as_str().is_some());
+        assert_eq!(lines[1]["outcome"], "success");
+        assert!(lines[1].get("object").is_none());
+        assert!(lines[1].get("principal").is_none());
+        assert!(lines[1].get("reason").is_none());
     }
 
     #[test]

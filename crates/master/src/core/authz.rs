@@ -2,24 +2,37 @@
 //! force, the checks the state machine makes (register_frameworks,
 //! run_tasks, teardown_frameworks) with Mesos's failure texts plus the
 //! rule that decided, and the per-request view filters of the read
-//! endpoints. The rules themselves live in the `mesos-acls` crate.
+//! endpoints. Every denial, and every allowed register_frameworks,
+//! run_tasks and teardown_frameworks, goes to `--audit_log`. The rules
+//! themselves live in the `mesos-acls` crate.
 
 use std::sync::Arc;
 
 use mesos_acls::{Action, Authorizer, Decision, Object, Request, ViewFilter};
+use mesos_common::auth::audit::{AuditLog, AuthzEvent, Outcome as AuditOutcome};
 use mesos_proto::v1;
 
 use super::Framework;
 
 /// The authorizer in force, if any: `--acls` (casbin), our secure default
 /// when authentication is on and no `--acls` is given, or none under
-/// `--insecure` without `--acls` (everything allowed, as in Mesos).
-#[derive(Clone, Default)]
-pub struct Authz(pub Option<Arc<dyn Authorizer>>);
+/// `--insecure` without `--acls` (everything allowed, as in Mesos), and
+/// the audit log its decisions go to.
+#[derive(Clone)]
+pub struct Authz {
+    authorizer: Option<Arc<dyn Authorizer>>,
+    audit: AuditLog,
+}
+
+impl Default for Authz {
+    fn default() -> Self {
+        Authz::new(None, AuditLog::disabled())
+    }
+}
 
 impl std::fmt::Debug for Authz {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(if self.0.is_some() {
+        f.write_str(if self.authorizer.is_some() {
             "Authz(on)"
         } else {
             "Authz(off)"
@@ -34,7 +47,24 @@ pub struct Denied {
     pub explanation: String,
 }
 
+/// Actions whose allowed decisions are audited too: they change state.
+const AUDIT_ALLOWED: &[Action] = &[
+    Action::RegisterFrameworks,
+    Action::RunTasks,
+    Action::TeardownFrameworks,
+];
+
 impl Authz {
+    /// `authorizer` (none: everything allowed), auditing to `audit`.
+    pub fn new(authorizer: Option<Arc<dyn Authorizer>>, audit: AuditLog) -> Self {
+        Authz { authorizer, audit }
+    }
+
+    /// The authorizer in force, if any.
+    pub fn authorizer(&self) -> Option<&Arc<dyn Authorizer>> {
+        self.authorizer.as_ref()
+    }
+
     /// Decides one request; `Ok` when allowed or when no authorizer is in
     /// force.
     pub fn check(
@@ -43,7 +73,7 @@ impl Authz {
         subject: Option<&str>,
         object: Object,
     ) -> Result<(), Denied> {
-        let Some(authorizer) = &self.0 else {
+        let Some(authorizer) = &self.authorizer else {
             return Ok(());
         };
         let request = Request {
@@ -52,11 +82,38 @@ impl Authz {
             object,
         };
         let decision: Decision = authorizer.authorize(&request);
+        self.decided(&request, decision)
+    }
+
+    /// Audits `decision` and turns it into a result.
+    fn decided(&self, request: &Request, decision: Decision) -> Result<(), Denied> {
+        let object = match request.object {
+            Object::Any => None,
+            Object::Value(v) => Some(v),
+        };
+        let rule = format!("{:?}", decision.rule);
         if decision.is_allowed() {
+            if AUDIT_ALLOWED.contains(&request.action) {
+                self.audit.record_authorization(&AuthzEvent {
+                    principal: request.subject,
+                    action: request.action.as_str(),
+                    object,
+                    outcome: AuditOutcome::Success,
+                    rule: &rule,
+                    reason: None,
+                });
+            }
             Ok(())
         } else {
-            let explanation = decision.explain(&request);
-            tracing::warn!(principal = subject.unwrap_or(""), action = %action, "denied: {explanation}");
+            let explanation = decision.explain(request);
+            self.audit.record_authorization(&AuthzEvent {
+                principal: request.subject,
+                action: request.action.as_str(),
+                object,
+                outcome: AuditOutcome::Failure,
+                rule: &rule,
+                reason: Some(&explanation),
+            });
             Err(Denied { explanation })
         }
     }
@@ -67,27 +124,20 @@ impl Authz {
         principal: Option<&str>,
         roles: &[String],
     ) -> Result<(), Denied> {
-        if self.0.is_none() {
+        let Some(authorizer) = &self.authorizer else {
             return Ok(());
-        }
+        };
         for role in roles {
             self.check(Action::RegisterFrameworks, principal, Object::Value(role))?;
         }
         if roles.is_empty() {
-            if let Some(authorizer) = &self.0 {
-                let decision =
-                    authorizer.authorize_no_objects(Action::RegisterFrameworks, principal);
-                if !decision.is_allowed() {
-                    let request = Request {
-                        action: Action::RegisterFrameworks,
-                        subject: principal,
-                        object: Object::Any,
-                    };
-                    return Err(Denied {
-                        explanation: decision.explain(&request),
-                    });
-                }
-            }
+            let decision = authorizer.authorize_no_objects(Action::RegisterFrameworks, principal);
+            let request = Request {
+                action: Action::RegisterFrameworks,
+                subject: principal,
+                object: Object::Any,
+            };
+            self.decided(&request, decision)?;
         }
         Ok(())
     }
@@ -102,15 +152,15 @@ impl Authz {
     pub fn viewer<'a>(&'a self, principal: Option<&'a str>) -> Viewer<'a> {
         Viewer {
             frameworks: self
-                .0
+                .authorizer
                 .as_deref()
                 .map(|a| ViewFilter::new(a, principal, Action::ViewFrameworks)),
             tasks: self
-                .0
+                .authorizer
                 .as_deref()
                 .map(|a| ViewFilter::new(a, principal, Action::ViewTasks)),
             executors: self
-                .0
+                .authorizer
                 .as_deref()
                 .map(|a| ViewFilter::new(a, principal, Action::ViewExecutors)),
         }
@@ -144,9 +194,36 @@ pub struct Viewer<'a> {
 impl Viewer<'_> {
     /// May the reader see this framework?
     pub fn framework(&mut self, framework: &Framework) -> bool {
+        self.framework_of_user(&framework.info.user)
+    }
+
+    /// May the reader see a framework whose user is `user`?
+    pub fn framework_of_user(&mut self, user: &str) -> bool {
         match &mut self.frameworks {
             None => true,
-            Some(filter) => filter.allows(Object::Value(&framework.info.user)),
+            Some(filter) => filter.allows(Object::Value(user)),
+        }
+    }
+
+    /// May the reader see every framework and task (what it is shown when
+    /// the master can no longer say whose a task was)?
+    pub fn everything(&mut self) -> bool {
+        let frameworks = match &mut self.frameworks {
+            None => true,
+            Some(filter) => filter.allows(Object::Any),
+        };
+        frameworks
+            && match &mut self.tasks {
+                None => true,
+                Some(filter) => filter.allows(Object::Any),
+            }
+    }
+
+    /// May the reader see a task running as `user`?
+    pub fn task_of_user(&mut self, user: &str) -> bool {
+        match &mut self.tasks {
+            None => true,
+            Some(filter) => filter.allows(Object::Value(user)),
         }
     }
 

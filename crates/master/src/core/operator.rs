@@ -1,7 +1,9 @@
 //! The operator API's views of the state (`GET_STATE` and its parts) and the
 //! operator event stream (`SUBSCRIBE` on `/api/v1`): subscribers' sinks and
 //! the events written into them as frameworks, agents and tasks change.
-//! Heartbeats are the HTTP edge's business.
+//! Each subscriber sees only what its principal may view (view_frameworks,
+//! view_tasks, view_executors), in the SUBSCRIBED snapshot and in every
+//! later event. Heartbeats are the HTTP edge's business.
 
 use bytes::Bytes;
 use mesos_common::http::ContentType;
@@ -9,7 +11,40 @@ use mesos_proto::v1::master::{event, response, Event};
 use mesos_proto::v1::{self as v1};
 use tokio::sync::mpsc;
 
+use super::authz::Viewer;
 use super::{Agent, Framework, Master, HEARTBEAT_INTERVAL_SECS};
+
+/// Who may see an event on the operator stream.
+enum Audience {
+    /// Every subscriber (agents).
+    All,
+    /// Readers allowed view_frameworks on this framework user.
+    Framework(String),
+    /// Readers allowed view_frameworks on the framework user and
+    /// view_tasks on the task user.
+    Task {
+        framework_user: String,
+        task_user: String,
+    },
+    /// Readers allowed to view every framework and task (the event's
+    /// framework is no longer known, e.g. tasks killed while it is
+    /// removed).
+    Unattributed,
+}
+
+impl Audience {
+    fn admits(&self, viewer: &mut Viewer) -> bool {
+        match self {
+            Audience::All => true,
+            Audience::Framework(user) => viewer.framework_of_user(user),
+            Audience::Task {
+                framework_user,
+                task_user,
+            } => viewer.framework_of_user(framework_user) && viewer.task_of_user(task_user),
+            Audience::Unattributed => viewer.everything(),
+        }
+    }
+}
 
 /// Mesos's `--max_operator_event_stream_subscribers` default.
 pub const MAX_OPERATOR_SUBSCRIBERS: usize = 1000;
@@ -19,6 +54,9 @@ pub const MAX_OPERATOR_SUBSCRIBERS: usize = 1000;
 pub struct OperatorSubscriber {
     /// Encoding negotiated at SUBSCRIBE.
     pub content_type: ContentType,
+    /// The principal that subscribed (`None`: unauthenticated); events are
+    /// filtered by what it may view.
+    pub principal: Option<String>,
     /// RecordIO records to write to the response body.
     pub sink: mpsc::UnboundedSender<Bytes>,
 }
@@ -162,29 +200,53 @@ impl Master {
         }
     }
 
-    /// Operator SUBSCRIBE: a stream that starts with SUBSCRIBED (the state
-    /// as GET_STATE shows it) and then carries every change.
+    /// Operator SUBSCRIBE with no principal (see
+    /// [`Master::subscribe_operator_as`]).
     pub fn subscribe_operator(
         &mut self,
         content_type: ContentType,
+    ) -> Result<mpsc::UnboundedReceiver<Bytes>, OperatorSubscribeError> {
+        self.subscribe_operator_as(content_type, None)
+    }
+
+    /// Operator SUBSCRIBE: a stream that starts with SUBSCRIBED (the state
+    /// as GET_STATE shows it to `principal`) and then carries every change
+    /// `principal` may view.
+    pub fn subscribe_operator_as(
+        &mut self,
+        content_type: ContentType,
+        principal: Option<String>,
     ) -> Result<mpsc::UnboundedReceiver<Bytes>, OperatorSubscribeError> {
         self.operator_subscribers.retain(|s| !s.sink.is_closed());
         if self.operator_subscribers.len() >= MAX_OPERATOR_SUBSCRIBERS {
             return Err(OperatorSubscribeError::TooManySubscribers);
         }
         let (sink, records) = mpsc::unbounded_channel();
+        let mut state = self.get_state();
+        {
+            let mut viewer = self.config.authz.viewer(principal.as_deref());
+            self.filter_views(
+                state.get_frameworks.as_mut(),
+                state.get_tasks.as_mut(),
+                state.get_executors.as_mut(),
+                &mut viewer,
+            );
+        }
         let subscribed = Event {
             r#type: Some(event::Type::Subscribed as i32),
             subscribed: Some(event::Subscribed {
-                get_state: Some(self.get_state()),
+                get_state: Some(state),
                 heartbeat_interval_seconds: Some(HEARTBEAT_INTERVAL_SECS),
             }),
             ..Default::default()
         };
         // The receiver is in hand, so this cannot fail.
         let _ = sink.send(encode_operator_event(&subscribed, content_type));
-        self.operator_subscribers
-            .push(OperatorSubscriber { content_type, sink });
+        self.operator_subscribers.push(OperatorSubscriber {
+            content_type,
+            principal,
+            sink,
+        });
         tracing::info!(
             subscribers = self.operator_subscribers.len(),
             "operator subscribed to the event stream"
@@ -192,14 +254,72 @@ impl Master {
         Ok(records)
     }
 
-    /// Writes `event` to every operator subscriber, dropping the closed ones.
-    fn operator_event(&mut self, event: Event) {
+    /// Drops from GET_FRAMEWORKS / GET_TASKS / GET_EXECUTORS (alone or
+    /// inside GET_STATE) what `viewer` may not see.
+    pub fn filter_views(
+        &self,
+        frameworks: Option<&mut response::GetFrameworks>,
+        tasks: Option<&mut response::GetTasks>,
+        executors: Option<&mut response::GetExecutors>,
+        viewer: &mut Viewer,
+    ) {
+        let framework = |id: &str| {
+            self.frameworks
+                .get(id)
+                .or_else(|| self.completed_frameworks.iter().find(|f| f.id == id))
+        };
+        let filter_tasks = |tasks: &mut Vec<v1::Task>, viewer: &mut Viewer| {
+            tasks.retain(|t| framework(&t.framework_id.value).is_some_and(|f| viewer.task(f, t)));
+        };
+        if let Some(frameworks) = frameworks {
+            for list in [
+                &mut frameworks.frameworks,
+                &mut frameworks.completed_frameworks,
+            ] {
+                list.retain(|f| {
+                    framework(
+                        &f.framework_info
+                            .id
+                            .as_ref()
+                            .map(|i| i.value.clone())
+                            .unwrap_or_default(),
+                    )
+                    .is_some_and(|fw| viewer.framework(fw))
+                });
+            }
+        }
+        if let Some(tasks) = tasks {
+            filter_tasks(&mut tasks.tasks, viewer);
+            filter_tasks(&mut tasks.unreachable_tasks, viewer);
+            filter_tasks(&mut tasks.completed_tasks, viewer);
+        }
+        if let Some(executors) = executors {
+            executors.executors.retain(|e| {
+                e.executor_info
+                    .framework_id
+                    .as_ref()
+                    .and_then(|id| framework(&id.value))
+                    .is_some_and(|f| viewer.executor(f, &e.executor_info))
+            });
+        }
+    }
+
+    /// Writes `event` to every operator subscriber `audience` admits,
+    /// dropping the closed ones.
+    fn operator_event(&mut self, event: Event, audience: Audience) {
         if self.operator_subscribers.is_empty() {
             return;
         }
         let mut json: Option<Bytes> = None;
         let mut protobuf: Option<Bytes> = None;
+        let authz = &self.config.authz;
         self.operator_subscribers.retain(|s| {
+            if s.sink.is_closed() {
+                return false;
+            }
+            if !audience.admits(&mut authz.viewer(s.principal.as_deref())) {
+                return true;
+            }
             let record = match s.content_type {
                 ContentType::Json => json
                     .get_or_insert_with(|| encode_operator_event(&event, ContentType::Json))
@@ -210,6 +330,27 @@ impl Master {
             };
             s.sink.send(record).is_ok()
         });
+    }
+
+    /// Who may see events about `task_id` of `framework_id`.
+    fn task_audience(&self, framework_id: &str, task_id: &str) -> Audience {
+        let Some(framework) = self.frameworks.get(framework_id).or_else(|| {
+            self.completed_frameworks
+                .iter()
+                .find(|f| f.id == framework_id)
+        }) else {
+            return Audience::Unattributed;
+        };
+        let framework_user = framework.info.user.clone();
+        let task_user = framework
+            .tasks
+            .get(task_id)
+            .and_then(|t| t.user.clone())
+            .unwrap_or_else(|| framework_user.clone());
+        Audience::Task {
+            framework_user,
+            task_user,
+        }
     }
 
     /// TASK_ADDED for a task the master just launched.
@@ -225,11 +366,15 @@ impl Master {
         else {
             return;
         };
-        self.operator_event(Event {
-            r#type: Some(event::Type::TaskAdded as i32),
-            task_added: Some(event::TaskAdded { task }),
-            ..Default::default()
-        });
+        let audience = self.task_audience(framework_id, task_id);
+        self.operator_event(
+            Event {
+                r#type: Some(event::Type::TaskAdded as i32),
+                task_added: Some(event::TaskAdded { task }),
+                ..Default::default()
+            },
+            audience,
+        );
     }
 
     /// TASK_UPDATED: `status` arrived, and the task's latest state is `state`.
@@ -245,17 +390,21 @@ impl Master {
         let mut status = status.clone();
         // Operators see no executor payload (Mesos strips it too).
         status.data = None;
-        self.operator_event(Event {
-            r#type: Some(event::Type::TaskUpdated as i32),
-            task_updated: Some(event::TaskUpdated {
-                framework_id: v1::FrameworkId {
-                    value: framework_id.to_string(),
-                },
-                status,
-                state,
-            }),
-            ..Default::default()
-        });
+        let audience = self.task_audience(framework_id, &status.task_id.value);
+        self.operator_event(
+            Event {
+                r#type: Some(event::Type::TaskUpdated as i32),
+                task_updated: Some(event::TaskUpdated {
+                    framework_id: v1::FrameworkId {
+                        value: framework_id.to_string(),
+                    },
+                    status,
+                    state,
+                }),
+                ..Default::default()
+            },
+            audience,
+        );
     }
 
     /// AGENT_ADDED.
@@ -266,24 +415,30 @@ impl Master {
         let Some(agent) = self.agents.get(agent_id).map(agent_proto) else {
             return;
         };
-        self.operator_event(Event {
-            r#type: Some(event::Type::AgentAdded as i32),
-            agent_added: Some(event::AgentAdded { agent }),
-            ..Default::default()
-        });
+        self.operator_event(
+            Event {
+                r#type: Some(event::Type::AgentAdded as i32),
+                agent_added: Some(event::AgentAdded { agent }),
+                ..Default::default()
+            },
+            Audience::All,
+        );
     }
 
     /// AGENT_REMOVED.
     pub(crate) fn emit_agent_removed(&mut self, agent_id: &str) {
-        self.operator_event(Event {
-            r#type: Some(event::Type::AgentRemoved as i32),
-            agent_removed: Some(event::AgentRemoved {
-                agent_id: v1::AgentId {
-                    value: agent_id.to_string(),
-                },
-            }),
-            ..Default::default()
-        });
+        self.operator_event(
+            Event {
+                r#type: Some(event::Type::AgentRemoved as i32),
+                agent_removed: Some(event::AgentRemoved {
+                    agent_id: v1::AgentId {
+                        value: agent_id.to_string(),
+                    },
+                }),
+                ..Default::default()
+            },
+            Audience::All,
+        );
     }
 
     /// FRAMEWORK_ADDED (`added`) or FRAMEWORK_UPDATED.
@@ -291,10 +446,10 @@ impl Master {
         if self.operator_subscribers.is_empty() {
             return;
         }
-        let Some(framework) = self
+        let Some((framework, user)) = self
             .frameworks
             .get(framework_id)
-            .map(|f| framework_proto(f, f.connected()))
+            .map(|f| (framework_proto(f, f.connected()), f.info.user.clone()))
         else {
             return;
         };
@@ -311,15 +466,19 @@ impl Master {
                 ..Default::default()
             }
         };
-        self.operator_event(event);
+        self.operator_event(event, Audience::Framework(user));
     }
 
     /// FRAMEWORK_REMOVED.
     pub(crate) fn emit_framework_removed(&mut self, framework_info: v1::FrameworkInfo) {
-        self.operator_event(Event {
-            r#type: Some(event::Type::FrameworkRemoved as i32),
-            framework_removed: Some(event::FrameworkRemoved { framework_info }),
-            ..Default::default()
-        });
+        let audience = Audience::Framework(framework_info.user.clone());
+        self.operator_event(
+            Event {
+                r#type: Some(event::Type::FrameworkRemoved as i32),
+                framework_removed: Some(event::FrameworkRemoved { framework_info }),
+                ..Default::default()
+            },
+            audience,
+        );
     }
 }

@@ -989,6 +989,110 @@ fn drain_operator(records: &mut tokio::sync::mpsc::UnboundedReceiver<Bytes>) -> 
 }
 
 #[test]
+fn operator_stream_events_are_filtered_per_subscriber_principal() {
+    let now = Instant::now();
+    let acls = mesos_acls::Acls::from_flag(
+        r#"{"permissive": true,
+            "view_frameworks": [
+                {"principals": {"values": ["alice"]}, "users": {"type": "ANY"}},
+                {"principals": {"values": ["bob"]}, "users": {"values": ["root"]}},
+                {"principals": {"type": "ANY"}, "users": {"type": "NONE"}}],
+            "view_tasks": [
+                {"principals": {"values": ["alice"]}, "users": {"type": "ANY"}},
+                {"principals": {"values": ["bob"]}, "users": {"values": ["root"]}},
+                {"principals": {"type": "ANY"}, "users": {"type": "NONE"}}]}"#,
+    )
+    .expect("ACLs");
+    let authorizer = mesos_acls::CasbinAuthorizer::new_blocking(&acls.acls).expect("authorizer");
+    let mut config = config();
+    config.authz = super::authz::Authz::new(
+        Some(std::sync::Arc::new(authorizer)),
+        mesos_common::auth::audit::AuditLog::disabled(),
+    );
+    let mut master =
+        Master::new(config, Box::new(InMemoryRegistry::default())).expect("in-memory registry");
+    let agent_id = register_agent(&mut master, 1, now);
+    let mut alice = master
+        .subscribe_operator_as(ContentType::Json, Some("alice".into()))
+        .expect("under the cap");
+    let mut bob = master
+        .subscribe_operator_as(ContentType::Json, Some("bob".into()))
+        .expect("under the cap");
+
+    // Framework user `nobody`: alice sees it all, bob none of it.
+    let mut fw = subscribe(&mut master, framework_info("watched"), now);
+    fw.events();
+    master.allocate(now);
+    let offer = offers_in(&fw.events()).remove(0);
+    let op = launch(vec![task("t1", &agent_id, 1.0, 64.0)]);
+    fw.call(
+        &mut master,
+        call::Type::Accept,
+        now,
+        accept(vec![offer_id(&offer)], vec![op]),
+    );
+    status_update(
+        &mut master,
+        &fw.id,
+        &agent_id,
+        "t1",
+        v1::TaskState::TaskRunning,
+        [1; 16],
+        now,
+    );
+    master.stream_closed(&fw.id, &fw.sub.stream_id, now);
+    let (_, timer) = failover_timer(&master.take_effects());
+    master.timer(timer, now);
+    assert_eq!(
+        types(&drain_operator(&mut alice)),
+        [
+            "SUBSCRIBED",
+            "FRAMEWORK_ADDED",
+            "TASK_ADDED",
+            "TASK_UPDATED",
+            "FRAMEWORK_UPDATED",
+            "TASK_UPDATED",
+            "FRAMEWORK_REMOVED"
+        ]
+    );
+    assert_eq!(types(&drain_operator(&mut bob)), ["SUBSCRIBED"]);
+
+    // Agents are everyone's.
+    register_agent(&mut master, 2, now);
+    assert_eq!(types(&drain_operator(&mut bob)), ["AGENT_ADDED"]);
+    // A late subscriber's snapshot is filtered too.
+    let mut late = master
+        .subscribe_operator_as(ContentType::Json, Some("bob".into()))
+        .expect("under the cap");
+    let events = drain_operator(&mut late);
+    let state = &events[0]["subscribed"]["get_state"];
+    assert!(
+        state["get_frameworks"]["completed_frameworks"]
+            .as_array()
+            .is_none_or(Vec::is_empty),
+        "{state}"
+    );
+    assert!(
+        state["get_tasks"]["completed_tasks"]
+            .as_array()
+            .is_none_or(Vec::is_empty),
+        "{state}"
+    );
+    let mut late_alice = master
+        .subscribe_operator_as(ContentType::Json, Some("alice".into()))
+        .expect("under the cap");
+    let events = drain_operator(&mut late_alice);
+    let state = &events[0]["subscribed"]["get_state"];
+    assert_eq!(
+        state["get_frameworks"]["completed_frameworks"]
+            .as_array()
+            .map(Vec::len),
+        Some(1),
+        "{state}"
+    );
+}
+
+#[test]
 fn operator_stream_starts_with_the_state_and_follows_frameworks_tasks_and_agents() {
     let now = Instant::now();
     let mut master = master();

@@ -91,24 +91,8 @@ async fn operator(
         )
     })?;
     if kind == call::Type::Subscribe {
-        // The stream is not filtered per reader: only a principal that may
-        // view every framework, task and executor may open it.
-        for action in [
-            mesos_acls::Action::ViewFrameworks,
-            mesos_acls::Action::ViewTasks,
-            mesos_acls::Action::ViewExecutors,
-        ] {
-            if let Err(denied) =
-                app.authz
-                    .check(action, principal.as_deref(), mesos_acls::Object::Any)
-            {
-                return Err(HttpError::new(
-                    StatusCode::FORBIDDEN,
-                    format!("403 Forbidden. {}", denied.explanation),
-                ));
-            }
-        }
-        return subscribe(&app, accept).await;
+        // Filtered per subscriber: it sees what its principal may view.
+        return subscribe(&app, accept, principal).await;
     }
     if kind == call::Type::GetFlags {
         if let Err(denied) = app.authz.check(
@@ -121,6 +105,30 @@ async fn operator(
                 format!("403 Forbidden. {}", denied.explanation),
             ));
         }
+    }
+    if kind == call::Type::AuthorizeExplain {
+        let question = call.authorize_explain.ok_or_else(|| {
+            HttpError::bad_request(
+                "Failed to validate master::Call: Expecting 'authorize_explain' to be present",
+            )
+        })?;
+        let answer = super::explain::explain_request(
+            &app.authz,
+            &question.action,
+            question.principal.as_deref(),
+            question.object.as_deref(),
+        )
+        .map_err(HttpError::bad_request)?;
+        let response = MasterResponse {
+            r#type: Some(response::Type::AuthorizeExplain as i32),
+            authorize_explain: Some(response::AuthorizeExplain {
+                allowed: answer.allowed,
+                rule: answer.rule,
+                explanation: answer.explanation,
+            }),
+            ..Default::default()
+        };
+        return Ok(encode(&response, accept));
     }
     let flags = app.flags.clone();
     let response = match kind {
@@ -199,10 +207,14 @@ async fn operator(
 }
 
 /// `SUBSCRIBE`: 200 and a RecordIO stream of `master::Event`s.
-async fn subscribe(app: &AppState, accept: ContentType) -> Result<Response, HttpError> {
+async fn subscribe(
+    app: &AppState,
+    accept: ContentType,
+    principal: Option<String>,
+) -> Result<Response, HttpError> {
     let records = match app
         .master
-        .write(move |m, _| m.subscribe_operator(accept))
+        .write(move |m, _| m.subscribe_operator_as(accept, principal))
         .await
     {
         Some(Ok(records)) => records,
@@ -289,57 +301,19 @@ fn teardown_as(
 
 /// Drops what `viewer` may not see from a GET_* response.
 fn filter_response(m: &Master, response: &mut MasterResponse, viewer: &mut Viewer) {
-    let framework = |id: &str| {
-        m.frameworks
-            .get(id)
-            .or_else(|| m.completed_frameworks.iter().find(|f| f.id == id))
-    };
-    let filter_tasks = |tasks: &mut Vec<v1::Task>, viewer: &mut Viewer| {
-        tasks.retain(|t| framework(&t.framework_id.value).is_some_and(|f| viewer.task(f, t)));
-    };
-    let state = response.get_state.as_mut();
-    let (frameworks, tasks, executors) = match state {
-        Some(state) => (
+    match response.get_state.as_mut() {
+        Some(state) => m.filter_views(
             state.get_frameworks.as_mut(),
             state.get_tasks.as_mut(),
             state.get_executors.as_mut(),
+            viewer,
         ),
-        None => (
+        None => m.filter_views(
             response.get_frameworks.as_mut(),
             response.get_tasks.as_mut(),
             response.get_executors.as_mut(),
+            viewer,
         ),
-    };
-    if let Some(frameworks) = frameworks {
-        for list in [
-            &mut frameworks.frameworks,
-            &mut frameworks.completed_frameworks,
-        ] {
-            list.retain(|f| {
-                framework(
-                    &f.framework_info
-                        .id
-                        .as_ref()
-                        .map(|i| i.value.clone())
-                        .unwrap_or_default(),
-                )
-                .is_some_and(|fw| viewer.framework(fw))
-            });
-        }
-    }
-    if let Some(tasks) = tasks {
-        filter_tasks(&mut tasks.tasks, viewer);
-        filter_tasks(&mut tasks.unreachable_tasks, viewer);
-        filter_tasks(&mut tasks.completed_tasks, viewer);
-    }
-    if let Some(executors) = executors {
-        executors.executors.retain(|e| {
-            e.executor_info
-                .framework_id
-                .as_ref()
-                .and_then(|id| framework(&id.value))
-                .is_some_and(|f| viewer.executor(f, &e.executor_info))
-        });
     }
 }
 

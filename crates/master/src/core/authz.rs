@@ -85,6 +85,22 @@ impl Authz {
         self.decided(&request, decision)
     }
 
+    /// Whether a read may include something (`view_flags` inside
+    /// `/master/state`): like the view filters, not audited or logged, so
+    /// a reader polling the state does not flood the log.
+    pub fn may(&self, action: Action, subject: Option<&str>, object: Object) -> bool {
+        match &self.authorizer {
+            None => true,
+            Some(authorizer) => authorizer
+                .authorize(&Request {
+                    action,
+                    subject,
+                    object,
+                })
+                .is_allowed(),
+        }
+    }
+
     /// Audits `decision` and turns it into a result.
     fn decided(&self, request: &Request, decision: Decision) -> Result<(), Denied> {
         let object = match request.object {

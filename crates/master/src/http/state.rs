@@ -738,7 +738,11 @@ pub async fn state(
     Query(p): Query<Params>,
 ) -> Response {
     let principal = principal.and_then(|Extension(Principal(p))| p);
-    let show_flags = view_flags(&app, principal.as_deref()).is_ok();
+    let show_flags = app.authz.may(
+        mesos_acls::Action::ViewFlags,
+        principal.as_deref(),
+        mesos_acls::Object::Any,
+    );
     render(&app, principal, p.jsonp.as_deref(), move |m, f, v| {
         state_json(m, f, v, show_flags)
     })

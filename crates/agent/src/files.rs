@@ -156,8 +156,18 @@ impl Files {
             )
         })?;
         let std_file = file.into_std().await;
-        let real = fd_path(&std_file);
-        if real.as_ref().is_some_and(|p| !p.starts_with(&self.root)) {
+        // Fail closed: the descriptor must be readable back, under the
+        // root, and in the same executor's sandbox that was authorized (a
+        // task could swap a directory of its sandbox for a symlink into
+        // another one between the check and the open).
+        let Some(real) = fd_path(&std_file) else {
+            return Err(self.forbidden(requested));
+        };
+        let same_sandbox = |p: &Path| {
+            crate::sandbox_authz::sandbox_ids(&self.root, p)
+                .map(|(_, framework, executor)| (framework.to_string(), executor.to_string()))
+        };
+        if !real.starts_with(&self.root) || same_sandbox(&real) != same_sandbox(canonical) {
             return Err(self.forbidden(requested));
         }
         Ok(tokio::fs::File::from_std(std_file))

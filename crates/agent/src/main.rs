@@ -21,6 +21,19 @@ fn main() {
     mesos_common::init_logging("info");
     let flags: Flags = parse_or_exit();
     let mut config = Config::from_flags(flags).unwrap_or_else(|e| fail(e));
+    // An explicit --isolation replaces our hardened default: say what the
+    // tasks go without, so a Mesos-style flag does not weaken them quietly.
+    for (isolator, without) in [
+        ("linux/nnp", "no_new_privs"),
+        ("linux/seccomp", "the default seccomp profile"),
+        ("linux/capabilities", "the minimal capability set"),
+    ] {
+        if !config.isolation.iter().any(|n| n == isolator) {
+            tracing::warn!(
+                "SECURITY: --isolation does not include {isolator}: tasks run without {without}"
+            );
+        }
+    }
     let tls = mesos_common::tls::Tls::from_env().unwrap_or_else(|e| fail(e));
     let work_dir = config.flags.work_dir.clone();
     let sandboxes = work_dir.join("slaves");

@@ -255,6 +255,17 @@ async fn the_default_seccomp_profile_refuses_keyctl_and_unconfined_lifts_it() {
     c.run(command_task("filtered", "S1", &keyctl_refused_command()));
     c.terminal(v1::TaskState::TaskFinished).await;
 
+    // The x32 alias of the same call (0x40000000 | 250) does not slip past
+    // the filter: EPERM, not the kernel's ENOSYS or a result.
+    let x32 = format!(
+        "{PYTHON} -c 'import ctypes,sys\n\
+         libc = ctypes.CDLL(None, use_errno=True)\n\
+         r = libc.syscall(0x40000000 | 250, 0, 0, 0, 0)\n\
+         sys.exit(0 if r == -1 and ctypes.get_errno() == 1 else 10)\n'"
+    );
+    c.run(command_task("x32", "S1", &x32));
+    c.terminal(v1::TaskState::TaskFinished).await;
+
     let unconfined = v1::LinuxInfo {
         seccomp: Some(v1::SeccompInfo {
             profile_name: None,

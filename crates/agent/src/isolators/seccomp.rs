@@ -329,7 +329,10 @@ impl SeccompProfile {
                 .map(|(nr, rules)| (nr, rules.unwrap_or_default()))
                 .collect::<BTreeMap<_, _>>()
         };
-        let mut programs = Vec::new();
+        // seccompiler checks the architecture but not the x32 bit, so
+        // `syscall(0x40000000 | nr)` would reach the kernel's x32 table
+        // past every rule below: refuse the whole x32 range first.
+        let mut programs = vec![x32_guard()];
         let mut push = |rules, mismatch: SeccompAction, matched: SeccompAction| {
             let filter =
                 SeccompFilter::new(rules, mismatch, matched, TargetArch::x86_64).map_err(fail)?;
@@ -482,6 +485,29 @@ impl Isolator for LinuxSeccompIsolator {
     }
 }
 
+/// A filter answering EPERM to every x86_64 system call number with the
+/// x32 bit (0x40000000) set, and allowing the rest (other filters decide
+/// those). libseccomp does the same for Mesos.
+fn x32_guard() -> Vec<BpfInstruction> {
+    const LD_W_ABS: u16 = 0x20; // BPF_LD | BPF_W | BPF_ABS
+    const JEQ_K: u16 = 0x15; // BPF_JMP | BPF_JEQ | BPF_K
+    const JGE_K: u16 = 0x35; // BPF_JMP | BPF_JGE | BPF_K
+    const RET_K: u16 = 0x06; // BPF_RET | BPF_K
+    const AUDIT_ARCH_X86_64: u32 = 0xC000_003E;
+    const X32_SYSCALL_BIT: u32 = 0x4000_0000;
+    const SECCOMP_RET_ERRNO_EPERM: u32 = 0x0005_0000 | 1;
+    const SECCOMP_RET_ALLOW: u32 = 0x7fff_0000;
+    let i = |code, jt, jf, k| BpfInstruction { code, jt, jf, k };
+    vec![
+        i(LD_W_ABS, 0, 0, 4),              // A = seccomp_data.arch
+        i(JEQ_K, 0, 3, AUDIT_ARCH_X86_64), // not x86_64: allow (others decide)
+        i(LD_W_ABS, 0, 0, 0),              // A = seccomp_data.nr
+        i(JGE_K, 0, 1, X32_SYSCALL_BIT),   // x32 number?
+        i(RET_K, 0, 0, SECCOMP_RET_ERRNO_EPERM),
+        i(RET_K, 0, 0, SECCOMP_RET_ALLOW),
+    ]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -501,8 +527,9 @@ mod tests {
         let keyctl = syscall_number("keyctl").expect("keyctl");
         assert!(profile.entries[0].syscalls.contains(&keyctl));
         let programs = profile.compile(0).expect("compiles");
-        assert_eq!(programs.len(), 1, "only the ERRNO filter");
-        assert!(!programs[0].is_empty());
+        assert_eq!(programs.len(), 2, "the x32 guard, then the ERRNO filter");
+        assert_eq!(programs[0], x32_guard());
+        assert!(!programs[1].is_empty());
     }
 
     #[test]
@@ -573,11 +600,11 @@ mod tests {
             .expect("compiles");
         assert_eq!(
             without.len(),
-            1,
-            "one filter: listed calls pass, the rest ERRNO"
+            2,
+            "the x32 guard, then one filter: listed calls pass, the rest ERRNO"
         );
         assert!(
-            with[0].len() > without[0].len(),
+            with[1].len() > without[1].len(),
             "ptrace is allowed only with CAP_SYS_PTRACE"
         );
     }

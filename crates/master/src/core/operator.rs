@@ -269,7 +269,11 @@ impl Master {
                 .or_else(|| self.completed_frameworks.iter().find(|f| f.id == id))
         };
         let filter_tasks = |tasks: &mut Vec<v1::Task>, viewer: &mut Viewer| {
-            tasks.retain(|t| framework(&t.framework_id.value).is_some_and(|f| viewer.task(f, t)));
+            // Mesos requires view_frameworks as well as view_tasks.
+            tasks.retain(|t| {
+                framework(&t.framework_id.value)
+                    .is_some_and(|f| viewer.framework(f) && viewer.task(f, t))
+            });
         };
         if let Some(frameworks) = frameworks {
             for list in [
@@ -299,7 +303,7 @@ impl Master {
                     .framework_id
                     .as_ref()
                     .and_then(|id| framework(&id.value))
-                    .is_some_and(|f| viewer.executor(f, &e.executor_info))
+                    .is_some_and(|f| viewer.framework(f) && viewer.executor(f, &e.executor_info))
             });
         }
     }

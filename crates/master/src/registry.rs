@@ -79,9 +79,7 @@ impl SledRegistry {
         let mut attempts = 0;
         let db = loop {
             match config.open() {
-                Err(sled::Error::Io(e))
-                    if e.kind() == std::io::ErrorKind::WouldBlock && attempts < 100 =>
-                {
+                Err(sled::Error::Io(e)) if is_lock_contention(&e) && attempts < 100 => {
                     attempts += 1;
                     std::thread::sleep(std::time::Duration::from_millis(20));
                 }
@@ -91,6 +89,12 @@ impl SledRegistry {
         let agents = db.open_tree("agents")?;
         Ok(Self { db, agents })
     }
+}
+
+/// sled reports a held file lock as an `Other` error whose text carries
+/// the OS's `WouldBlock`.
+fn is_lock_contention(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::WouldBlock || e.to_string().contains("could not acquire lock")
 }
 
 impl Registry for SledRegistry {

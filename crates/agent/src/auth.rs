@@ -343,27 +343,10 @@ pub fn executor_key(config: &Config, meta: &Path) -> Result<Option<Secret>, Stri
         Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
     }
     let key = jwt::generate_key();
-    write_private(&path, key.expose())
+    mesos_common::atomic_file::write_atomic(&path, key.expose(), 0o600)
         .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     tracing::info!(file = %path.display(), "no --jwt_secret_key given: generated a random key for executor tokens");
     Ok(Some(key))
-}
-
-/// Writes `bytes` to `path` with mode 0600, atomically (temporary file,
-/// fsync, rename).
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let tmp = path.with_extension("tmp");
-    let _ = std::fs::remove_file(&tmp);
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    std::fs::rename(&tmp, path)
 }
 
 /// The token an executor of `container_id` gets, or `None` when executor

@@ -2,6 +2,7 @@
 //! libprocess-style message transport and its networking seam, HTTP helpers
 //! and `Resources` arithmetic. This crate owns no cluster state.
 
+pub mod atomic_file;
 pub mod auth;
 pub mod flags;
 pub mod http;

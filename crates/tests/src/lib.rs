@@ -82,16 +82,8 @@ pub fn blocking_client_as(principal: &str, secret: &str) -> reqwest::blocking::C
 
 /// Writes a file only its owner may read.
 pub fn write_private(path: &Path, text: &str) {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .unwrap_or_else(|e| panic!("create {}: {e}", path.display()));
-    file.write_all(text.as_bytes()).expect("write credentials");
+    mesos_common::atomic_file::write_atomic(path, text.as_bytes(), 0o600)
+        .unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
 }
 
 /// Directory holding the workspace's binaries (`target/<profile>`).

@@ -9,11 +9,10 @@
 //! is [`DEFAULT_BOUNDING`] (no `NET_RAW`, no `SYS_ADMIN`) where Mesos would
 //! allow everything; a task asking for more fails to launch.
 
-use futures::future::BoxFuture;
 use mesos_proto::v1;
 
-use super::{ContainerConfig, ContainerLaunchInfo, ContainerState, Isolator, IsolatorError};
-use super::{ContainerLimitation, LINUX_CAPABILITIES, LINUX_NNP};
+use super::{ContainerConfig, ContainerLaunchInfo, Isolator, IsolatorError};
+use super::{LINUX_CAPABILITIES, LINUX_NNP};
 
 /// Mesos's capability names (`CapabilityInfo.Capability` without the 1000
 /// offset), indexed by Linux capability number.
@@ -259,10 +258,6 @@ impl Isolator for LinuxCapabilitiesIsolator {
         LINUX_CAPABILITIES
     }
 
-    fn recover(&self, _: &[ContainerState], _: &[String]) -> Result<(), IsolatorError> {
-        Ok(())
-    }
-
     fn prepare(
         &self,
         config: &ContainerConfig,
@@ -278,18 +273,6 @@ impl Isolator for LinuxCapabilitiesIsolator {
             ..ContainerLaunchInfo::default()
         }))
     }
-
-    fn watch(&self, _: &str) -> BoxFuture<'static, Option<ContainerLimitation>> {
-        Box::pin(async { None })
-    }
-
-    fn update(&self, _: &str, _: &[v1::Resource]) -> Result<(), IsolatorError> {
-        Ok(())
-    }
-
-    fn cleanup(&self, _: &str) -> Result<(), IsolatorError> {
-        Ok(())
-    }
 }
 
 /// The `linux/nnp` isolator: `no_new_privs` on every container.
@@ -301,27 +284,11 @@ impl Isolator for LinuxNnpIsolator {
         LINUX_NNP
     }
 
-    fn recover(&self, _: &[ContainerState], _: &[String]) -> Result<(), IsolatorError> {
-        Ok(())
-    }
-
     fn prepare(&self, _: &ContainerConfig) -> Result<Option<ContainerLaunchInfo>, IsolatorError> {
         Ok(Some(ContainerLaunchInfo {
             no_new_privileges: true,
             ..ContainerLaunchInfo::default()
         }))
-    }
-
-    fn watch(&self, _: &str) -> BoxFuture<'static, Option<ContainerLimitation>> {
-        Box::pin(async { None })
-    }
-
-    fn update(&self, _: &str, _: &[v1::Resource]) -> Result<(), IsolatorError> {
-        Ok(())
-    }
-
-    fn cleanup(&self, _: &str) -> Result<(), IsolatorError> {
-        Ok(())
     }
 }
 

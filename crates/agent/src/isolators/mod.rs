@@ -153,8 +153,16 @@ pub trait Isolator: Send + Sync + 'static {
     fn start(&self) {}
 
     /// Re-adopts containers that survived a restart. `orphans` are about to be
-    /// destroyed and need no isolation.
-    fn recover(&self, states: &[ContainerState], orphans: &[String]) -> Result<(), IsolatorError>;
+    /// destroyed and need no isolation. (The defaults of this and the
+    /// per-container methods below suit isolators that keep no
+    /// per-container state.)
+    fn recover(
+        &self,
+        _states: &[ContainerState],
+        _orphans: &[String],
+    ) -> Result<(), IsolatorError> {
+        Ok(())
+    }
 
     /// Before the executor starts.
     fn prepare(
@@ -169,7 +177,9 @@ pub trait Isolator: Send + Sync + 'static {
 
     /// Resolves with the container's limitation when one is raised, or with
     /// `None` once the container is cleaned up (or is not watched at all).
-    fn watch(&self, container_id: &str) -> BoxFuture<'static, Option<ContainerLimitation>>;
+    fn watch(&self, _container_id: &str) -> BoxFuture<'static, Option<ContainerLimitation>> {
+        Box::pin(async { None })
+    }
 
     /// The container's limitation, checked now rather than at the next
     /// `watch` poll (the agent asks when an executor reports a failed task,
@@ -180,10 +190,18 @@ pub trait Isolator: Send + Sync + 'static {
     }
 
     /// The container's resources changed (a task was added or finished).
-    fn update(&self, container_id: &str, resources: &[v1::Resource]) -> Result<(), IsolatorError>;
+    fn update(
+        &self,
+        _container_id: &str,
+        _resources: &[v1::Resource],
+    ) -> Result<(), IsolatorError> {
+        Ok(())
+    }
 
     /// The container is destroyed; forget it. Unknown containers are fine.
-    fn cleanup(&self, container_id: &str) -> Result<(), IsolatorError>;
+    fn cleanup(&self, _container_id: &str) -> Result<(), IsolatorError> {
+        Ok(())
+    }
 }
 
 /// The `--isolation` names this agent accepts because its launcher already

@@ -20,12 +20,11 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use futures::future::BoxFuture;
 use mesos_proto::v1;
 use serde_json::Value;
 
 use super::capabilities::{capability, CapabilitySet};
-use super::{ContainerConfig, ContainerLaunchInfo, ContainerLimitation, ContainerState};
+use super::{ContainerConfig, ContainerLaunchInfo};
 use super::{Isolator, IsolatorError, LINUX_SECCOMP};
 use crate::sys::BpfInstruction;
 
@@ -427,10 +426,6 @@ impl Isolator for LinuxSeccompIsolator {
         LINUX_SECCOMP
     }
 
-    fn recover(&self, _: &[ContainerState], _: &[String]) -> Result<(), IsolatorError> {
-        Ok(())
-    }
-
     fn prepare(
         &self,
         config: &ContainerConfig,
@@ -470,18 +465,6 @@ impl Isolator for LinuxSeccompIsolator {
             seccomp_profile: Some(profile),
             ..ContainerLaunchInfo::default()
         }))
-    }
-
-    fn watch(&self, _: &str) -> BoxFuture<'static, Option<ContainerLimitation>> {
-        Box::pin(async { None })
-    }
-
-    fn update(&self, _: &str, _: &[v1::Resource]) -> Result<(), IsolatorError> {
-        Ok(())
-    }
-
-    fn cleanup(&self, _: &str) -> Result<(), IsolatorError> {
-        Ok(())
     }
 }
 

@@ -167,26 +167,14 @@ impl Authority {
     }
 }
 
-/// Writes `text` to `path`, readable by its owner only when `private`.
+/// Writes `text` to `path`, readable by its owner only when `private`,
+/// replaced atomically so a watching process never reads half a file.
 pub fn write_file(path: &Path, text: &str, private: bool) -> Result<(), CertError> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let io = |source| CertError::Io {
+    let mode = if private { 0o600 } else { 0o644 };
+    crate::atomic_file::write_atomic(path, text.as_bytes(), mode).map_err(|source| CertError::Io {
         path: path.to_path_buf(),
         source,
-    };
-    // Replace atomically so a watching process never reads half a file.
-    let tmp = path.with_extension("tmp");
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(if private { 0o600 } else { 0o644 })
-        .open(&tmp)
-        .map_err(io)?;
-    file.write_all(text.as_bytes()).map_err(io)?;
-    file.sync_all().map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(io)
+    })
 }
 
 /// The files of a cluster's certificates in one directory.

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::process::Stdio;
 
 use clap::Parser;
+use mesos_common::atomic_file::write_atomic;
 use mesos_master::flags::Flags as MasterFlags;
 
 /// A local cluster: one master and one agent on 127.0.0.1.
@@ -176,28 +177,12 @@ impl Credentials {
                 .iter()
                 .map(|(p, s)| serde_json::json!({"principal": p, "secret": s}))
                 .collect();
-            write_private(
-                &all,
-                &serde_json::json!({ "credentials": list }).to_string(),
-            )?;
+            let all_json = serde_json::json!({ "credentials": list }).to_string();
+            write_atomic(&all, all_json.as_bytes(), 0o600)?;
             let (principal, secret) = &secrets[2];
-            write_private(
-                &agent,
-                &serde_json::json!({"principal": principal, "secret": secret}).to_string(),
-            )?;
+            let agent_json = serde_json::json!({"principal": principal, "secret": secret});
+            write_atomic(&agent, agent_json.to_string().as_bytes(), 0o600)?;
         }
         Ok(Credentials { all, agent })
     }
-}
-
-fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)?;
-    file.write_all(text.as_bytes())
 }

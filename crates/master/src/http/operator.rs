@@ -3,7 +3,7 @@
 
 use super::stream;
 use axum::body::{Body, Bytes};
-use axum::extract::{Extension, State};
+use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use http::{header, HeaderMap, Method, StatusCode};
 use mesos_common::http::{negotiate, request_content_type, ContentType, HttpError};
@@ -20,10 +20,9 @@ use crate::flags::Flags;
 /// `POST /master/teardown` with form body `frameworkId=<id>`.
 pub async fn teardown(
     State(app): State<AppState>,
-    principal: Option<Extension<Principal>>,
+    Principal(principal): Principal,
     body: Bytes,
 ) -> Response {
-    let principal = principal.and_then(|Extension(Principal(p))| p);
     let framework_id = url::form_urlencoded::parse(&body)
         .find(|(k, _)| k == "frameworkId")
         .map(|(_, v)| v.into_owned());
@@ -55,12 +54,11 @@ pub async fn teardown(
 /// `POST /api/v1`.
 pub async fn api(
     State(app): State<AppState>,
-    principal: Option<Extension<Principal>>,
+    Principal(principal): Principal,
     method: Method,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let principal = principal.and_then(|Extension(Principal(p))| p);
     match operator(app, principal, method, headers, body).await {
         Ok(response) => response,
         Err(e) => e.into_response(),

@@ -2,7 +2,7 @@
 //! order, and the SUBSCRIBE event stream with heartbeats.
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Extension, State};
+use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use http::{header, HeaderMap, Method, StatusCode};
 use mesos_common::http::{decode_body, negotiate, request_content_type, ContentType, HttpError};
@@ -18,12 +18,11 @@ use crate::core::scheduler::{validate_call, CallReply};
 /// The handler.
 pub async fn handle(
     State(app): State<AppState>,
-    principal: Option<Extension<Principal>>,
+    Principal(principal): Principal,
     method: Method,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let principal = principal.and_then(|Extension(Principal(p))| p);
     match scheduler(app, principal, method, headers, body).await {
         Ok(response) => response,
         Err(e) => e.into_response(),

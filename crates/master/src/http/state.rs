@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use axum::extract::{Extension, Query, State};
+use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
 use http::{header, StatusCode};
 use mesos_common::http::json_response;
@@ -734,10 +734,9 @@ async fn render(
 /// `GET /master/state`.
 pub async fn state(
     State(app): State<AppState>,
-    principal: Option<Extension<Principal>>,
+    Principal(principal): Principal,
     Query(p): Query<Params>,
 ) -> Response {
-    let principal = principal.and_then(|Extension(Principal(p))| p);
     let show_flags = app.authz.may(
         mesos_acls::Action::ViewFlags,
         principal.as_deref(),
@@ -752,20 +751,18 @@ pub async fn state(
 /// `GET /master/state-summary`.
 pub async fn state_summary(
     State(app): State<AppState>,
-    principal: Option<Extension<Principal>>,
+    Principal(principal): Principal,
     Query(p): Query<Params>,
 ) -> Response {
-    let principal = principal.and_then(|Extension(Principal(p))| p);
     render(&app, principal, p.jsonp.as_deref(), state_summary_json).await
 }
 
 /// `GET /master/frameworks`.
 pub async fn frameworks(
     State(app): State<AppState>,
-    principal: Option<Extension<Principal>>,
+    Principal(principal): Principal,
     Query(p): Query<Params>,
 ) -> Response {
-    let principal = principal.and_then(|Extension(Principal(p))| p);
     let wanted = p.framework_id.clone();
     render(&app, principal, p.jsonp.as_deref(), move |m, _, viewer| {
         let keep = |f: &&Framework| wanted.as_ref().is_none_or(|id| *id == f.id);
@@ -793,10 +790,9 @@ pub async fn slaves(State(app): State<AppState>, Query(p): Query<Params>) -> Res
 /// `GET /master/tasks`.
 pub async fn tasks(
     State(app): State<AppState>,
-    principal: Option<Extension<Principal>>,
+    Principal(principal): Principal,
     Query(p): Query<Params>,
 ) -> Response {
-    let principal = principal.and_then(|Extension(Principal(p))| p);
     let jsonp = p.jsonp.clone();
     let result = app
         .master
@@ -820,10 +816,9 @@ pub async fn roles(State(app): State<AppState>, Query(p): Query<Params>) -> Resp
 /// `GET /master/flags`.
 pub async fn flags(
     State(app): State<AppState>,
-    principal: Option<Extension<Principal>>,
+    Principal(principal): Principal,
     Query(p): Query<Params>,
 ) -> Response {
-    let principal = principal.and_then(|Extension(Principal(p))| p);
     if let Err(denied) = view_flags(&app, principal.as_deref()) {
         return forbidden(&denied);
     }
@@ -851,10 +846,9 @@ pub async fn version(Query(p): Query<Params>) -> Response {
 /// `GET /metrics/snapshot`.
 pub async fn metrics(
     State(app): State<AppState>,
-    principal: Option<Extension<Principal>>,
+    Principal(principal): Principal,
     Query(p): Query<Params>,
 ) -> Response {
-    let principal = principal.and_then(|Extension(Principal(p))| p);
     if let Err(denied) = app.authz.check(
         mesos_acls::Action::GetEndpoints,
         principal.as_deref(),

@@ -183,7 +183,10 @@ pub fn spawn_agent(
         .arg("--registration_backoff_factor=10ms")
         .arg("--resources=cpus:2;mem:1024;disk:1000;ports:[31000-32000]")
         .arg("--attributes=rack:a")
-        .arg(format!("--launcher_dir={}", launcher_dir.display()))
+        .args(
+            (!extra.iter().any(|a| a.starts_with("--launcher_dir")))
+                .then(|| format!("--launcher_dir={}", launcher_dir.display())),
+        )
         .args(auth)
         .args(extra)
         .env(

@@ -178,6 +178,16 @@ pub struct Flags {
     #[arg(long, env = "MESOS_ENFORCE_CONTAINER_PORTS", default_value = "false", num_args = 0..=1, default_missing_value = "true", value_parser = bool_arg)]
     pub enforce_container_ports: bool,
 
+    /// `network/ports` (ours, beyond Mesos): a cgroup BPF program on each
+    /// container refuses `bind()` (EPERM) to any port in the isolated range
+    /// that is not allocated to it, so a task never listens there, not even
+    /// between two scans or while the agent is down; the scan stays as a
+    /// second line. Default: the value of `--enforce_container_ports`. If the
+    /// kernel or cgroup layout cannot do it, the agent says so at startup and
+    /// only scans.
+    #[arg(long, env = "MESOS_CONTAINER_PORTS_ENFORCE_AT_BIND", num_args = 0..=1, default_missing_value = "true", value_parser = bool_arg)]
+    pub container_ports_enforce_at_bind: Option<bool>,
+
     /// `network/ports`: time between two scans of the containers' listening
     /// ports (Mesos: 30secs).
     #[arg(long, env = "MESOS_CONTAINER_PORTS_WATCH_INTERVAL", default_value = "5secs", value_parser = duration_arg)]
@@ -405,6 +415,9 @@ fn ports_config(
     Ok(Some(PortsConfig {
         watch_interval: flags.container_ports_watch_interval,
         enforce: flags.enforce_container_ports,
+        enforce_at_bind: flags
+            .container_ports_enforce_at_bind
+            .unwrap_or(flags.enforce_container_ports),
         isolated,
         cni_enabled: isolation.iter().any(|n| n == "network/cni"),
     }))
@@ -797,6 +810,12 @@ impl Config {
             f.enforce_container_ports.to_string(),
         );
         put(
+            "container_ports_enforce_at_bind",
+            f.container_ports_enforce_at_bind
+                .unwrap_or(f.enforce_container_ports)
+                .to_string(),
+        );
+        put(
             "container_ports_watch_interval",
             format_duration(f.container_ports_watch_interval),
         );
@@ -1109,6 +1128,21 @@ mod tests {
         let on = ["--isolation=network/ports", "--launcher=linux"];
         let config = ports_config_of(&on).expect("valid").expect("on");
         assert_eq!(config.isolated, None, "all ports by default");
+        assert!(!config.enforce_at_bind, "follows --enforce_container_ports");
+        let mut enforced = on.to_vec();
+        enforced.push("--enforce_container_ports");
+        let config = ports_config_of(&enforced).expect("valid").expect("on");
+        assert!(config.enforce_at_bind, "on with enforcement");
+        enforced.push("--container_ports_enforce_at_bind=false");
+        let config = ports_config_of(&enforced).expect("valid").expect("on");
+        assert!(
+            config.enforce && !config.enforce_at_bind,
+            "turned off by name"
+        );
+        let mut bind_only = on.to_vec();
+        bind_only.push("--container_ports_enforce_at_bind");
+        let config = ports_config_of(&bind_only).expect("valid").expect("on");
+        assert!(!config.enforce && config.enforce_at_bind);
 
         let err = ports_config_of(&["--isolation=network/ports", "--launcher=posix"])
             .expect_err("posix launcher");

@@ -135,6 +135,45 @@ const _: () = assert!(
         && std::mem::align_of::<BpfInstruction>() == std::mem::align_of::<libc::sock_filter>()
 );
 
+/// One eBPF instruction, laid out as the kernel's `struct bpf_insn`: the
+/// programs that [`Syscalls::attach_bind_filter`] loads (built by
+/// [`crate::isolators::bind_filter`]).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EbpfInstruction {
+    /// Opcode (class, operation, source).
+    pub code: u8,
+    /// Destination register in the low four bits, source register in the high four.
+    pub regs: u8,
+    /// Signed offset: of a memory access, or of a jump (in instructions, from the next one).
+    pub off: i16,
+    /// Signed immediate operand.
+    pub imm: i32,
+}
+
+const _: () = assert!(std::mem::size_of::<EbpfInstruction>() == 8);
+
+/// Which cgroup socket hook a bind filter serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BindHook {
+    /// `BPF_CGROUP_INET4_BIND`: `bind()` of IPv4 sockets.
+    Inet4,
+    /// `BPF_CGROUP_INET6_BIND`: `bind()` of IPv6 sockets (IPv4-mapped addresses included).
+    Inet6,
+}
+
+impl BindHook {
+    /// Both hooks.
+    pub const ALL: [BindHook; 2] = [BindHook::Inet4, BindHook::Inet6];
+
+    fn attach_type(self) -> u32 {
+        match self {
+            BindHook::Inet4 => bpf::CGROUP_INET4_BIND,
+            BindHook::Inet6 => bpf::CGROUP_INET6_BIND,
+        }
+    }
+}
+
 /// One privileged step of the child between fork and exec, in the order
 /// [`privilege_steps`] gives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -270,6 +309,14 @@ pub trait Syscalls: Send + Sync + 'static {
     /// The inodes of the sockets `pid` holds open (its `/proc/<pid>/fd`
     /// entries that link to `socket:[<inode>]`). `NotFound` when the process is gone.
     fn socket_inodes(&self, pid: u32) -> io::Result<Vec<u64>>;
+    /// Loads `program` as a cgroup socket-address program for both bind hooks
+    /// and attaches it to the cgroup v2 directory `cgroup`, replacing the
+    /// program attached there before. The kernel keeps it attached until the
+    /// cgroup is removed, whether or not the agent runs.
+    fn attach_bind_filter(&self, cgroup: &Path, program: &[EbpfInstruction]) -> io::Result<()>;
+    /// Whether this kernel loads bind filters at all: loads `program` for
+    /// both hooks without attaching it.
+    fn probe_bind_filter(&self, program: &[EbpfInstruction]) -> io::Result<()>;
 }
 
 /// A listening TCP socket as sock_diag reports it.
@@ -481,6 +528,31 @@ fn capset(effective: u64, permitted: u64, inheritable: u64) -> io::Result<()> {
 }
 
 impl Syscalls for RealSyscalls {
+    fn attach_bind_filter(&self, cgroup: &Path, program: &[EbpfInstruction]) -> io::Result<()> {
+        let dir = File::open(cgroup)?;
+        for hook in BindHook::ALL {
+            let prog = bpf::load_sock_addr(program, hook)?;
+            bpf::attach(&dir, &prog, hook).map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!(
+                        "attaching the {hook:?} bind filter to {}: {e}",
+                        cgroup.display()
+                    ),
+                )
+            })?;
+            // Closing our descriptor is fine: the attachment holds the program.
+        }
+        Ok(())
+    }
+
+    fn probe_bind_filter(&self, program: &[EbpfInstruction]) -> io::Result<()> {
+        for hook in BindHook::ALL {
+            bpf::load_sock_addr(program, hook)?;
+        }
+        Ok(())
+    }
+
     fn listening_tcp_sockets(&self) -> io::Result<Vec<ListeningSocket>> {
         let mut out = Vec::new();
         for family in [libc::AF_INET, libc::AF_INET6] {
@@ -694,6 +766,147 @@ pub fn parse_socket_link(target: &[u8]) -> Option<u64> {
     std::str::from_utf8(digits).ok()?.parse().ok()
 }
 
+/// The `bpf(2)` calls behind [`Syscalls::attach_bind_filter`], with the
+/// `union bpf_attr` layouts of `linux/bpf.h` for the two commands used.
+mod bpf {
+    use super::{BindHook, EbpfInstruction};
+    use std::fs::File;
+    use std::io;
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+    const PROG_LOAD: libc::c_long = 5;
+    const PROG_ATTACH: libc::c_long = 8;
+    const PROG_TYPE_CGROUP_SOCK_ADDR: u32 = 18;
+    pub(super) const CGROUP_INET4_BIND: u32 = 8;
+    pub(super) const CGROUP_INET6_BIND: u32 = 9;
+    /// The verifier's log on a refused program, for the error message.
+    const LOG_SIZE: usize = 16 * 1024;
+    static LICENSE: &[u8] = b"Apache-2.0\0";
+
+    /// `union bpf_attr` as `BPF_PROG_LOAD` reads it, up to `expected_attach_type`.
+    #[repr(C)]
+    struct ProgLoad {
+        prog_type: u32,
+        insn_cnt: u32,
+        insns: u64,
+        license: u64,
+        log_level: u32,
+        log_size: u32,
+        log_buf: u64,
+        kern_version: u32,
+        prog_flags: u32,
+        prog_name: [u8; 16],
+        prog_ifindex: u32,
+        expected_attach_type: u32,
+    }
+
+    /// `union bpf_attr` as `BPF_PROG_ATTACH` reads it.
+    #[repr(C)]
+    struct ProgAttach {
+        target_fd: u32,
+        attach_bpf_fd: u32,
+        attach_type: u32,
+        attach_flags: u32,
+        replace_bpf_fd: u32,
+    }
+
+    fn bpf<T>(cmd: libc::c_long, attr: &mut T) -> io::Result<libc::c_long> {
+        // SAFETY: `attr` is a live, repr(C) struct laid out as the prefix of
+        // `union bpf_attr` that `cmd` reads, and its size is passed; the
+        // kernel copies it in (and for PROG_LOAD writes the verifier log into
+        // the buffer it points at, which outlives the call).
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_bpf,
+                cmd,
+                (attr as *mut T).cast::<libc::c_void>(),
+                std::mem::size_of::<T>() as libc::c_uint,
+            )
+        };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(r)
+    }
+
+    /// Loads `program` as a `BPF_PROG_TYPE_CGROUP_SOCK_ADDR` program for
+    /// `hook`. A refused program's error carries the verifier's last words.
+    pub(super) fn load_sock_addr(
+        program: &[EbpfInstruction],
+        hook: BindHook,
+    ) -> io::Result<OwnedFd> {
+        let insn_cnt =
+            u32::try_from(program.len()).map_err(|_| io::Error::from_raw_os_error(libc::E2BIG))?;
+        let mut name = [0u8; 16];
+        name[..10].copy_from_slice(b"mesos_bind");
+        let mut log = vec![0u8; LOG_SIZE];
+        let mut attr = ProgLoad {
+            prog_type: PROG_TYPE_CGROUP_SOCK_ADDR,
+            insn_cnt,
+            insns: program.as_ptr() as u64,
+            license: LICENSE.as_ptr() as u64,
+            log_level: 0,
+            log_size: 0,
+            log_buf: 0,
+            kern_version: 0,
+            prog_flags: 0,
+            prog_name: name,
+            prog_ifindex: 0,
+            expected_attach_type: hook.attach_type(),
+        };
+        let fd = match bpf(PROG_LOAD, &mut attr) {
+            Ok(fd) => fd,
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL) | Some(libc::EACCES)) => {
+                // Again with the verifier's log, to say why.
+                attr.log_level = 1;
+                attr.log_size = LOG_SIZE as u32;
+                attr.log_buf = log.as_mut_ptr() as u64;
+                match bpf(PROG_LOAD, &mut attr) {
+                    Ok(fd) => fd,
+                    Err(again) => {
+                        let end = log.iter().position(|&b| b == 0).unwrap_or(log.len());
+                        let text = String::from_utf8_lossy(&log[..end]);
+                        let tail: Vec<&str> = text.lines().rev().take(3).collect();
+                        let tail: Vec<&str> = tail.into_iter().rev().collect();
+                        return Err(io::Error::new(
+                            again.kind(),
+                            format!(
+                                "the kernel refused the {hook:?} bind filter: {again} ({})",
+                                tail.join("; ")
+                            ),
+                        ));
+                    }
+                }
+            }
+            Err(e) => {
+                return Err(io::Error::new(
+                    e.kind(),
+                    format!("loading the {hook:?} bind filter: {e}"),
+                ))
+            }
+        };
+        let fd = RawFd::try_from(fd).map_err(|_| io::Error::other(format!("bpf returned {fd}")))?;
+        // SAFETY: `fd` was just returned by the kernel, is open, and nothing else owns it.
+        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    }
+
+    /// Attaches `prog` to the cgroup `dir` for `hook` in the default
+    /// (single-program, not overridable) mode: a program attached before is
+    /// replaced, and no cgroup below may attach its own.
+    pub(super) fn attach(dir: &File, prog: &OwnedFd, hook: BindHook) -> io::Result<()> {
+        let fd =
+            |raw: RawFd| u32::try_from(raw).map_err(|_| io::Error::from_raw_os_error(libc::EBADF));
+        let mut attr = ProgAttach {
+            target_fd: fd(dir.as_raw_fd())?,
+            attach_bpf_fd: fd(prog.as_raw_fd())?,
+            attach_type: hook.attach_type(),
+            attach_flags: 0,
+            replace_bpf_fd: 0,
+        };
+        bpf(PROG_ATTACH, &mut attr).map(|_| ())
+    }
+}
+
 /// A hand-rolled netlink `SOCK_DIAG_BY_FAMILY` dump of TCP sockets in LISTEN
 /// state (the request and reply layouts of `linux/inet_diag.h`): small, and no
 /// C library (Mesos uses libnl's idiag).
@@ -896,6 +1109,13 @@ pub mod fake {
         Chown(PathBuf, u32, u32),
         /// `rmdir(path)`.
         Rmdir(PathBuf),
+        /// `attach_bind_filter(cgroup, program)`.
+        AttachBindFilter {
+            /// The cgroup v2 directory.
+            cgroup: PathBuf,
+            /// The program.
+            program: Vec<EbpfInstruction>,
+        },
     }
 
     #[derive(Default)]
@@ -910,6 +1130,7 @@ pub mod fake {
         spawn_error: Option<io::ErrorKind>,
         listening: Vec<ListeningSocket>,
         sockets: HashMap<u32, Vec<u64>>,
+        no_bind_filters: bool,
     }
 
     /// The recording fake. See the module documentation.
@@ -976,6 +1197,11 @@ pub mod fake {
         /// Sets the socket inodes process `pid` holds (`socket_inodes`).
         pub fn set_sockets(&self, pid: u32, inodes: Vec<u64>) {
             self.lock().sockets.insert(pid, inodes);
+        }
+
+        /// Makes this fake kernel refuse bind filters (as one without cgroup BPF would).
+        pub fn refuse_bind_filters(&self) {
+            self.lock().no_bind_filters = true;
         }
 
         /// Makes the next spawns fail with `kind`.
@@ -1155,6 +1381,25 @@ pub mod fake {
                 .get(&pid)
                 .cloned()
                 .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))
+        }
+
+        fn attach_bind_filter(&self, cgroup: &Path, program: &[EbpfInstruction]) -> io::Result<()> {
+            let mut st = self.lock();
+            if st.no_bind_filters {
+                return Err(io::Error::from_raw_os_error(libc::EINVAL));
+            }
+            st.calls.push(Call::AttachBindFilter {
+                cgroup: cgroup.to_path_buf(),
+                program: program.to_vec(),
+            });
+            Ok(())
+        }
+
+        fn probe_bind_filter(&self, _program: &[EbpfInstruction]) -> io::Result<()> {
+            if self.lock().no_bind_filters {
+                return Err(io::Error::from_raw_os_error(libc::EINVAL));
+            }
+            Ok(())
         }
     }
 }

@@ -90,11 +90,17 @@ struct Cluster {
     master: FakeMaster,
     agent: mesos_common::Upid,
     log: Arc<Mutex<String>>,
-    _process: common::AgentProcess,
+    process: common::AgentProcess,
     _work_dir: tempfile::TempDir,
 }
 
+/// An agent whose scan alone enforces (the bind filter off, so that the
+/// scan's own behaviour is what the test sees).
 async fn cluster(enforce: bool) -> Cluster {
+    cluster_with(enforce, false).await
+}
+
+async fn cluster_with(enforce: bool, at_bind: bool) -> Cluster {
     let mut master = FakeMaster::start().await;
     let work_dir = tempfile::tempdir().expect("work dir");
     let interval = format!(
@@ -102,12 +108,13 @@ async fn cluster(enforce: bool) -> Cluster {
         INTERVAL.as_millis()
     );
     let enforce = format!("--enforce_container_ports={enforce}");
+    let at_bind = format!("--container_ports_enforce_at_bind={at_bind}");
     let mut process = spawn_agent(
         master.port,
         work_dir.path(),
         common::free_port(),
         // spawn_agent passes --launcher=linux (checked by runnable()).
-        &["--isolation=network/ports", &interval, &enforce],
+        &["--isolation=network/ports", &interval, &enforce, &at_bind],
         Stdio::piped(),
     );
     let log = Arc::new(Mutex::new(String::new()));
@@ -127,7 +134,7 @@ async fn cluster(enforce: bool) -> Cluster {
         master,
         agent,
         log,
-        _process: process,
+        process,
         _work_dir: work_dir,
     }
 }
@@ -409,6 +416,8 @@ async fn a_recovered_container_keeps_its_allocation_and_is_still_watched() {
     let flags = [
         "--isolation=network/ports",
         "--enforce_container_ports",
+        // The scan's recovery is under test: the bind filter would refuse the late listener.
+        "--container_ports_enforce_at_bind=false",
         interval.as_str(),
     ];
     let mut first = spawn_agent(
@@ -484,4 +493,137 @@ async fn a_recovered_container_keeps_its_allocation_and_is_still_watched() {
         status.limitation.as_ref().map(|l| l.resources.clone()),
         Some(vec![ports_resource(unallocated)])
     );
+}
+
+/// A task that, once `trigger` exists (at once when it is `None`), tries to
+/// bind `host:unallocated` and then `host:allocated`, writes what each gave
+/// (`ok` or the errno name) to `out`, and keeps the sockets for a while.
+fn bind_probe_command(
+    host: &str,
+    unallocated: u16,
+    allocated: u16,
+    trigger: Option<&std::path::Path>,
+    out: &std::path::Path,
+) -> String {
+    let family = if host.contains(':') {
+        "AF_INET6"
+    } else {
+        "AF_INET"
+    };
+    let trigger = trigger.map(|t| t.display().to_string()).unwrap_or_default();
+    format!(
+        "exec {PYTHON} -c 'import errno,os,socket,time\n\
+         while \"{trigger}\" and not os.path.exists(\"{trigger}\"): time.sleep(0.05)\n\
+         def attempt(p):\n  s=socket.socket(socket.{family})\n  try:\n    s.bind((\"{host}\", p)); s.listen(); return s, \"ok\"\n  except OSError as e:\n    return None, errno.errorcode.get(e.errno, str(e.errno))\n\
+         bad=attempt({unallocated})\n\
+         good=attempt({allocated})\n\
+         open(\"{out}.tmp\", \"w\").write(\"unallocated=%s allocated=%s\" % (bad[1], good[1]))\n\
+         os.rename(\"{out}.tmp\", \"{out}\")\n\
+         time.sleep(300)'",
+        out = out.display()
+    )
+}
+
+/// Waits for the probe's report.
+async fn probe_report(out: &std::path::Path) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(text) = std::fs::read_to_string(out) {
+            return text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the task wrote no {}",
+            out.display()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A directory every user can write (the task may not run as us).
+fn shared_dir() -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("shared dir");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    dir
+}
+
+async fn bind_to_an_unallocated_port_fails_with_eperm(host: &str) {
+    let mut c = cluster_with(true, true).await;
+    assert!(
+        !c.log().contains("is not possible here"),
+        "bind enforcement works on this host:\n{}",
+        c.log()
+    );
+    let (allocated, unallocated) = (free_port_on(host), free_port_on(host));
+    let dir = shared_dir();
+    let out = dir.path().join("report");
+    c.run(
+        "probe",
+        &bind_probe_command(host, unallocated, allocated, None, &out),
+        allocated,
+    )
+    .await;
+    assert_eq!(
+        probe_report(&out).await,
+        "unallocated=EPERM allocated=ok",
+        "the kernel refused the unallocated port and allowed the allocated one"
+    );
+    assert!(
+        std::net::TcpStream::connect((host, unallocated)).is_err(),
+        "no listener ever existed on the unallocated port"
+    );
+    listening(host, allocated).await;
+    // Nothing listened where it should not: the scan finds no violation and
+    // the task keeps running.
+    c.master.expect_no_update(INTERVAL * 2).await;
+    assert!(!c.log().contains("unallocated port(s)"), "{}", c.log());
+}
+
+#[tokio::test]
+async fn with_bind_enforcement_an_ipv4_bind_to_an_unallocated_port_fails_with_eperm() {
+    if runnable() {
+        bind_to_an_unallocated_port_fails_with_eperm("127.0.0.1").await;
+    }
+}
+
+#[tokio::test]
+async fn with_bind_enforcement_an_ipv6_bind_to_an_unallocated_port_fails_with_eperm() {
+    if !runnable() {
+        return;
+    }
+    if std::net::TcpListener::bind("[::1]:0").is_err() {
+        if std::env::var_os("CI").is_some() {
+            panic!("CI is set but this machine has no IPv6 loopback");
+        }
+        eprintln!("skipped: no IPv6 loopback");
+        return;
+    }
+    bind_to_an_unallocated_port_fails_with_eperm("::1").await;
+}
+
+#[tokio::test]
+async fn with_bind_enforcement_binds_are_refused_while_the_agent_is_down() {
+    if !runnable() {
+        return;
+    }
+    let mut c = cluster_with(true, true).await;
+    let (allocated, unallocated) = (free_port_on("127.0.0.1"), free_port_on("127.0.0.1"));
+    let dir = shared_dir();
+    let (trigger, out) = (dir.path().join("go"), dir.path().join("report"));
+    c.run(
+        "patient",
+        &bind_probe_command("127.0.0.1", unallocated, allocated, Some(&trigger), &out),
+        allocated,
+    )
+    .await;
+    c.process.crash();
+    std::fs::write(&trigger, "").expect("trigger");
+    assert_eq!(
+        probe_report(&out).await,
+        "unallocated=EPERM allocated=ok",
+        "the kernel enforces the allocation with no agent running"
+    );
+    assert!(std::net::TcpStream::connect(("127.0.0.1", unallocated)).is_err());
+    listening("127.0.0.1", allocated).await;
 }

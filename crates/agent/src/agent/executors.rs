@@ -750,6 +750,7 @@ impl Agent {
                 Ok(security) => {
                     spec.security = security;
                     spec.env.extend(launch_info.environment);
+                    spec.bind_filter = launch_info.bind_filter;
                 }
                 Err(message) => {
                     self.launch_failed(
@@ -994,6 +995,7 @@ impl Agent {
             user,
             limits,
             security: Default::default(),
+            bind_filter: None,
         })
     }
 

@@ -763,20 +763,45 @@ impl Agent {
 /// The isolators `--isolation` names (validated with the flags). The
 /// `network/ports` isolator lists a container's processes with the launcher.
 fn build_isolators(config: &Config, launcher: &Arc<dyn Launcher>) -> crate::isolators::Isolators {
-    use crate::isolators::ports::{NetworkPortsIsolator, PidLister};
+    use crate::isolators::ports::{BindRestrictor, NetworkPortsIsolator, PidLister};
     let mut list: Vec<Arc<dyn crate::isolators::Isolator>> = Vec::new();
     if let Some(ports) = &config.ports {
-        let launcher = Arc::clone(launcher);
+        let mut ports = ports.clone();
+        if ports.enforce_at_bind {
+            match launcher.bind_filter_support() {
+                Ok(()) => tracing::info!(
+                    "--container_ports_enforce_at_bind: bind() to an unallocated port in the \
+                     isolated range fails with EPERM in every container (cgroup BPF)"
+                ),
+                Err(why) => {
+                    tracing::warn!(
+                        "--container_ports_enforce_at_bind is not possible here: {why}; \
+                         falling back to the periodic scan of listening ports only"
+                    );
+                    eprintln!(
+                        "WARNING: --container_ports_enforce_at_bind is not possible here: {why}; \
+                         falling back to the periodic scan of listening ports only"
+                    );
+                    ports.enforce_at_bind = false;
+                }
+            }
+        }
+        let lister = Arc::clone(launcher);
         let pids: Arc<PidLister> = Arc::new(move |id: &str| {
-            launcher
+            lister
                 .pids(id)
                 .map_err(|e| std::io::Error::other(e.to_string()))
         });
-        list.push(Arc::new(NetworkPortsIsolator::new(
-            Arc::new(crate::sys::RealSyscalls),
-            pids,
-            ports.clone(),
-        )));
+        let restricter = Arc::clone(launcher);
+        let restrict: Arc<BindRestrictor> = Arc::new(move |id: &str, program: &[_]| {
+            restricter
+                .restrict_bind(id, program)
+                .map_err(|e| std::io::Error::other(e.to_string()))
+        });
+        list.push(Arc::new(
+            NetworkPortsIsolator::new(Arc::new(crate::sys::RealSyscalls), pids, ports)
+                .with_bind_restrictor(restrict),
+        ));
     }
     list.extend(cgroups_isolators(config));
     if let Some(capabilities) = config.capabilities {

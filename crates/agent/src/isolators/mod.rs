@@ -19,6 +19,7 @@
 //! rather than silently ignored: an operator who asks for `linux/devices` must
 //! not get a container without it.
 
+pub mod bind_filter;
 pub mod capabilities;
 pub mod cgroups;
 pub mod ports;
@@ -74,6 +75,9 @@ pub struct ContainerLaunchInfo {
     pub no_new_privileges: bool,
     /// The seccomp profile to compile and load (`linux/seccomp`).
     pub seccomp_profile: Option<Arc<seccomp::SeccompProfile>>,
+    /// A bind filter for the container's cgroup, attached before the executor
+    /// starts (`network/ports` with `--container_ports_enforce_at_bind`).
+    pub bind_filter: Option<Vec<crate::sys::EbpfInstruction>>,
 }
 
 impl ContainerLaunchInfo {
@@ -84,6 +88,7 @@ impl ContainerLaunchInfo {
         self.effective_capabilities = other.effective_capabilities.or(self.effective_capabilities);
         self.no_new_privileges |= other.no_new_privileges;
         self.seccomp_profile = other.seccomp_profile.or(self.seccomp_profile.take());
+        self.bind_filter = other.bind_filter.or(self.bind_filter.take());
     }
 
     /// What the launcher's child applies before exec; compiles the seccomp

@@ -9,7 +9,11 @@
 //! It owns only the allocated and last-seen ports of each container. It kills
 //! nothing itself; it must not read anything but through the syscall seam and
 //! the launcher's process listing. Like Mesos's, it polls: a task can listen on
-//! an unallocated port between two scans, so it is not a security boundary.
+//! an unallocated port between two scans, so the scan alone is not a security
+//! boundary. With `--container_ports_enforce_at_bind` (ours; on with
+//! `--enforce_container_ports`) each container also gets a bind filter
+//! ([`super::bind_filter`]) from before its executor starts, and the kernel
+//! refuses the `bind()` itself; the scan stays as a second line.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
@@ -123,6 +127,9 @@ pub struct PortsConfig {
     pub watch_interval: Duration,
     /// `--enforce_container_ports`.
     pub enforce: bool,
+    /// `--container_ports_enforce_at_bind`: refuse `bind()` to unallocated
+    /// isolated ports with a cgroup BPF program (see [`super::bind_filter`]).
+    pub enforce_at_bind: bool,
     /// The ports that are checked: `--container_ports_isolated_range`, or with
     /// `--check_agent_port_range_only` the agent's `ports` resource; `None`: all.
     pub isolated: Option<PortRanges>,
@@ -264,6 +271,11 @@ impl PortsState {
 /// Lists a container's processes (the launcher's cgroup listing in the agent).
 pub type PidLister = dyn Fn(&str) -> std::io::Result<Vec<u32>> + Send + Sync;
 
+/// Replaces a running container's bind filter (the launcher's
+/// `restrict_bind` in the agent).
+pub type BindRestrictor =
+    dyn Fn(&str, &[crate::sys::EbpfInstruction]) -> std::io::Result<()> + Send + Sync;
+
 /// Mesos's `collectContainerListeners`: the listening ports (inside
 /// `isolated`, when given) of each container's processes. Processes and fds
 /// that vanish meanwhile are skipped; a container whose processes cannot be
@@ -316,6 +328,8 @@ pub fn collect_listeners(
 struct Shared {
     sys: Arc<dyn Syscalls>,
     pids: Arc<PidLister>,
+    /// Set when bind filters are enforced.
+    restrict_bind: Option<Arc<BindRestrictor>>,
     config: PortsConfig,
     state: Mutex<PortsState>,
 }
@@ -375,11 +389,63 @@ impl NetworkPortsIsolator {
             shared: Arc::new(Shared {
                 sys,
                 pids,
+                restrict_bind: None,
                 config,
                 state: Mutex::new(PortsState::default()),
             }),
             started: std::sync::Once::new(),
         }
+    }
+
+    /// Enforces `--container_ports_enforce_at_bind` (when the config asks
+    /// for it): new containers get their bind filter at launch, and
+    /// `restrict_bind` replaces it when their ports change. Call before the
+    /// isolator is shared.
+    pub fn with_bind_restrictor(mut self, restrict_bind: Arc<BindRestrictor>) -> Self {
+        if let Some(shared) = Arc::get_mut(&mut self.shared) {
+            if shared.config.enforce_at_bind {
+                shared.restrict_bind = Some(restrict_bind);
+            }
+        }
+        self
+    }
+
+    /// The container's bind filter for `resources`, when filters are enforced.
+    fn bind_filter(
+        &self,
+        container_id: &str,
+        resources: &[v1::Resource],
+    ) -> Result<Option<Vec<crate::sys::EbpfInstruction>>, IsolatorError> {
+        if self.shared.restrict_bind.is_none() {
+            return Ok(None);
+        }
+        super::bind_filter::program(
+            &PortRanges::of_resources(resources),
+            self.shared.config.isolated.as_ref(),
+        )
+        .map(Some)
+        .map_err(|e| IsolatorError::Refused(format!("container {container_id}: {e}")))
+    }
+
+    /// Replaces the container's bind filter with one for `resources`.
+    fn restrict(
+        &self,
+        container_id: &str,
+        resources: &[v1::Resource],
+    ) -> Result<(), IsolatorError> {
+        let (Some(restrict), Some(program)) = (
+            &self.shared.restrict_bind,
+            self.bind_filter(container_id, resources)?,
+        ) else {
+            return Ok(());
+        };
+        restrict(container_id, &program).map_err(|source| IsolatorError::Io {
+            context: format!("replacing the bind filter of container {container_id}"),
+            source,
+        })?;
+        tracing::info!(%container_id, ports = %PortRanges::of_resources(resources),
+            "bind filter of container {container_id} allows its ports");
+        Ok(())
     }
 
     /// Runs one scan now (what the watch loop does every interval).
@@ -428,6 +494,14 @@ impl Isolator for NetworkPortsIsolator {
             // the recovered container's tasks, so it gives their resources now.
             state.update(&s.container_id, &s.resources);
         }
+        drop(state);
+        // The kernel kept the filters attached while the agent was away; they
+        // are replaced in case the ports changed meanwhile.
+        for s in states {
+            if let Err(e) = self.restrict(&s.container_id, &s.resources) {
+                tracing::warn!(container_id = %s.container_id, "{e}");
+            }
+        }
         Ok(())
     }
 
@@ -441,7 +515,18 @@ impl Isolator for NetworkPortsIsolator {
         let mut state = self.shared.state();
         state.track(&config.container_id)?;
         state.update(&config.container_id, &config.resources);
-        Ok(None)
+        let program = self.bind_filter(&config.container_id, &config.resources);
+        let program = match program {
+            Ok(program) => program,
+            Err(e) => {
+                state.forget(&config.container_id);
+                return Err(e);
+            }
+        };
+        Ok(program.map(|program| ContainerLaunchInfo {
+            bind_filter: Some(program),
+            ..ContainerLaunchInfo::default()
+        }))
     }
 
     fn watch(&self, container_id: &str) -> BoxFuture<'static, Option<ContainerLimitation>> {
@@ -456,7 +541,14 @@ impl Isolator for NetworkPortsIsolator {
     }
 
     fn update(&self, container_id: &str, resources: &[v1::Resource]) -> Result<(), IsolatorError> {
-        self.shared.state().update(container_id, resources);
+        let watched = {
+            let mut state = self.shared.state();
+            state.update(container_id, resources);
+            state.infos.contains_key(container_id)
+        };
+        if watched {
+            self.restrict(container_id, resources)?;
+        }
         Ok(())
     }
 
@@ -558,6 +650,7 @@ mod tests {
             PortsConfig {
                 watch_interval: Duration::from_secs(1),
                 enforce,
+                enforce_at_bind: false,
                 isolated,
                 cni_enabled: false,
             },
@@ -689,6 +782,7 @@ mod tests {
             PortsConfig {
                 watch_interval: Duration::from_secs(1),
                 enforce: true,
+                enforce_at_bind: false,
                 isolated: None,
                 cni_enabled: true,
             },
@@ -708,5 +802,105 @@ mod tests {
         .expect("prepare");
         iso.scan_now();
         assert_eq!(iso.watch("c1").await, None, "not watched");
+    }
+
+    #[test]
+    fn with_enforce_at_bind_prepare_asks_for_a_filter_and_update_replaces_it() {
+        let sys = scripted();
+        let restricted: Arc<Mutex<Vec<(String, usize)>>> = Arc::default();
+        let seen = Arc::clone(&restricted);
+        let restrict: Arc<BindRestrictor> =
+            Arc::new(move |id: &str, program: &[crate::sys::EbpfInstruction]| {
+                seen.lock()
+                    .expect("lock")
+                    .push((id.to_string(), program.len()));
+                Ok(())
+            });
+        let lister: Arc<PidLister> = Arc::new(|_: &str| Ok(vec![]));
+        let config = PortsConfig {
+            watch_interval: Duration::from_secs(1),
+            enforce: true,
+            enforce_at_bind: true,
+            isolated: Some(PortRanges::from_ranges([(31000, 32000)])),
+            cni_enabled: false,
+        };
+        let iso = NetworkPortsIsolator::new(sys.clone(), lister.clone(), config.clone())
+            .with_bind_restrictor(Arc::clone(&restrict));
+        let info = iso
+            .prepare(&ContainerConfig {
+                container_id: "c1".into(),
+                resources: ports(&[(31000, 31000)]),
+                ..ContainerConfig::default()
+            })
+            .expect("prepared")
+            .expect("launch info");
+        let expected = super::super::bind_filter::program(
+            &PortRanges::from_ranges([(31000, 31000)]),
+            config.isolated.as_ref(),
+        )
+        .expect("program");
+        assert_eq!(info.bind_filter.as_ref(), Some(&expected));
+        assert!(
+            restricted.lock().expect("lock").is_empty(),
+            "attached by the launcher at launch"
+        );
+
+        iso.update("c1", &ports(&[(31000, 31001), (31005, 31005)]))
+            .expect("updated");
+        let grown = super::super::bind_filter::program(
+            &PortRanges::from_ranges([(31000, 31001), (31005, 31005)]),
+            config.isolated.as_ref(),
+        )
+        .expect("program");
+        assert_eq!(
+            *restricted.lock().expect("lock"),
+            vec![("c1".to_string(), grown.len())]
+        );
+        iso.update("unknown", &ports(&[(1, 2)])).expect("ignored");
+        assert_eq!(
+            restricted.lock().expect("lock").len(),
+            1,
+            "unwatched containers get no filter"
+        );
+
+        let failing: Arc<BindRestrictor> =
+            Arc::new(|_: &str, _: &[crate::sys::EbpfInstruction]| {
+                Err(std::io::Error::from_raw_os_error(libc::EPERM))
+            });
+        let iso = NetworkPortsIsolator::new(sys.clone(), lister.clone(), config.clone())
+            .with_bind_restrictor(failing);
+        iso.prepare(&ContainerConfig {
+            container_id: "c2".into(),
+            ..ContainerConfig::default()
+        })
+        .expect("prepared");
+        let err = iso
+            .update("c2", &ports(&[(31000, 31000)]))
+            .expect_err("refused");
+        assert!(
+            err.to_string()
+                .contains("replacing the bind filter of container c2"),
+            "{err}"
+        );
+
+        let off = NetworkPortsIsolator::new(
+            sys,
+            lister,
+            PortsConfig {
+                enforce_at_bind: false,
+                ..config
+            },
+        )
+        .with_bind_restrictor(restrict);
+        let info = off
+            .prepare(&ContainerConfig {
+                container_id: "c3".into(),
+                ..ContainerConfig::default()
+            })
+            .expect("prepared");
+        assert_eq!(
+            info, None,
+            "no filter without --container_ports_enforce_at_bind"
+        );
     }
 }

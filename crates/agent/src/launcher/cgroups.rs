@@ -40,6 +40,11 @@ pub enum Layout {
         hierarchy: PathBuf,
         /// Controller name -> its mount point, for the controllers we use that are mounted.
         mounts: BTreeMap<String, PathBuf>,
+        /// A cgroup2 mount under the hierarchy (a "hybrid" host, such as
+        /// `/sys/fs/cgroup/unified`). Each container gets a cgroup there too,
+        /// without controllers: cgroup BPF programs (the bind filter of
+        /// `network/ports`) attach to v2 cgroups only.
+        unified: Option<PathBuf>,
     },
     /// The unified hierarchy.
     V2 {
@@ -109,9 +114,11 @@ impl Layout {
             }
         }
         if v1.contains_key("freezer") {
+            let unified = v2_mounts.iter().find(|m| m.starts_with(hierarchy)).cloned();
             return Ok(Layout::V1 {
                 hierarchy: hierarchy.to_path_buf(),
                 mounts: v1,
+                unified,
             });
         }
         if v2_mounts.iter().any(|m| hierarchy.starts_with(m)) {
@@ -340,10 +347,12 @@ impl Cgroups {
     /// freezer's first), or the single v2 one.
     pub fn bases(&self) -> Vec<PathBuf> {
         match &self.layout {
-            Layout::V1 { mounts, .. } => {
+            Layout::V1 {
+                mounts, unified, ..
+            } => {
                 let mut out: Vec<PathBuf> = Vec::new();
                 let freezer = mounts.get("freezer");
-                for mount in freezer.into_iter().chain(mounts.values()) {
+                for mount in freezer.into_iter().chain(mounts.values()).chain(unified) {
                     let base = mount.join(&self.root);
                     if !out.contains(&base) {
                         out.push(base);
@@ -366,7 +375,9 @@ impl Cgroups {
     /// The cgroup that decides membership: the freezer's (v1) or the only one (v2).
     pub fn primary_dir(&self, container_id: &str) -> PathBuf {
         let base = match &self.layout {
-            Layout::V1 { mounts, hierarchy } => mounts
+            Layout::V1 {
+                mounts, hierarchy, ..
+            } => mounts
                 .get("freezer")
                 .cloned()
                 .unwrap_or_else(|| hierarchy.join("freezer")),
@@ -386,6 +397,18 @@ impl Cgroups {
             } => controllers
                 .contains(controller)
                 .then(|| hierarchy.join(&self.root).join(container_id)),
+        }
+    }
+
+    /// The container's cgroup in a v2 hierarchy, where cgroup BPF programs
+    /// attach: its only cgroup (v2), its controller-less one in the unified
+    /// mount (hybrid v1), or none (v1 alone).
+    pub fn v2_dir(&self, container_id: &str) -> Option<PathBuf> {
+        match &self.layout {
+            Layout::V1 { unified, .. } => unified
+                .as_ref()
+                .map(|u| u.join(&self.root).join(container_id)),
+            Layout::V2 { .. } => Some(self.primary_dir(container_id)),
         }
     }
 
@@ -676,10 +699,28 @@ cgroup2 /sys/fs/cgroup/unified cgroup2 rw,relatime 0 0
         let cg = Cgroups::new(layout, "mesos").expect("valid root");
         assert_eq!(
             cg.dirs("c1"),
-            ["freezer", "cpu", "cpuacct", "memory"]
+            ["freezer", "cpu", "cpuacct", "memory", "unified"]
                 .map(|c| PathBuf::from(format!("/sys/fs/cgroup/{c}/mesos/c1")))
                 .to_vec(),
-            "freezer first, one directory per controller"
+            "freezer first, one directory per controller, the unified one last"
+        );
+        assert_eq!(
+            cg.v2_dir("c1"),
+            Some(PathBuf::from("/sys/fs/cgroup/unified/mesos/c1")),
+            "bind filters attach to the unified cgroup"
+        );
+    }
+
+    #[test]
+    fn a_v1_host_without_a_unified_mount_has_no_v2_cgroup() {
+        let mounts = "cgroup /sys/fs/cgroup/freezer cgroup rw,freezer 0 0\n\
+                      cgroup2 /elsewhere cgroup2 rw 0 0\n";
+        let layout = Layout::detect(Path::new("/sys/fs/cgroup"), mounts).expect("v1 found");
+        let cg = Cgroups::new(layout, "mesos").expect("valid root");
+        assert_eq!(cg.v2_dir("c1"), None);
+        assert_eq!(
+            cg.dirs("c1"),
+            vec![PathBuf::from("/sys/fs/cgroup/freezer/mesos/c1")]
         );
     }
 

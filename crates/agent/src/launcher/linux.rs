@@ -138,6 +138,42 @@ async fn kill_container(inner: &Inner, container_id: &str) -> Result<(), Launche
     }
 }
 
+/// Attaches `program` to the container's v2 cgroup.
+fn attach_bind_filter(
+    inner: &Inner,
+    container_id: &str,
+    program: &[crate::sys::EbpfInstruction],
+) -> Result<(), LauncherError> {
+    let unsupported = |reason: String| LauncherError::BindFilterUnsupported {
+        container_id: container_id.to_string(),
+        reason,
+    };
+    let dir = inner.cgroups.v2_dir(container_id).ok_or_else(|| {
+        unsupported(bind_filter_layout_problem(inner.cgroups.layout()).unwrap_or_default())
+    })?;
+    inner
+        .sys
+        .attach_bind_filter(&dir, program)
+        .map_err(|e| unsupported(e.to_string()))
+}
+
+/// Why this cgroup layout cannot carry bind filters, if it cannot.
+fn bind_filter_layout_problem(layout: &Layout) -> Option<String> {
+    match layout {
+        Layout::V1 {
+            unified: None,
+            hierarchy,
+            ..
+        } => Some(format!(
+            "cgroup BPF needs a cgroup v2 hierarchy and none is mounted under {} \
+             (mount cgroup2 at {}/unified, or use a cgroup v2 host)",
+            hierarchy.display(),
+            hierarchy.display()
+        )),
+        _ => None,
+    }
+}
+
 /// Removes the container's cgroups, retrying while the kernel still reports them busy.
 async fn remove_cgroups(inner: &Inner, container_id: &str) -> Result<(), LauncherError> {
     let mut tries = 0;
@@ -169,6 +205,16 @@ impl Launcher for LinuxLauncher {
         // Everything that can fail without side effects comes before the cgroups.
         let prepared = prepare(inner.sys.as_ref(), spec)?;
         let cgroup_procs = inner.cgroups.create(inner.sys.as_ref(), id, &spec.limits)?;
+        if let Some(program) = &spec.bind_filter {
+            // Before the executor exists, so nothing in the container ever
+            // binds without the filter.
+            if let Err(e) = attach_bind_filter(inner, id, program) {
+                if let Err(e) = inner.cgroups.remove(inner.sys.as_ref(), id) {
+                    tracing::warn!(container_id = %id, error = %e, "could not remove cgroups of a failed launch");
+                }
+                return Err(e);
+            }
+        }
         let spawned = inner.sys.spawn(SpawnRequest {
             program: spec.program.clone(),
             args: spec.args.clone(),
@@ -233,6 +279,25 @@ impl Launcher for LinuxLauncher {
         self.inner.cgroups.pids(container_id)
     }
 
+    fn bind_filter_support(&self) -> Result<(), String> {
+        if let Some(problem) = bind_filter_layout_problem(self.inner.cgroups.layout()) {
+            return Err(problem);
+        }
+        self.inner
+            .sys
+            .probe_bind_filter(&crate::isolators::bind_filter::allow_all())
+            .map_err(|e| format!("this kernel does not run cgroup bind filters: {e}"))
+    }
+
+    fn restrict_bind(
+        &self,
+        container_id: &str,
+        program: &[crate::sys::EbpfInstruction],
+    ) -> Result<(), LauncherError> {
+        validate_container_id(container_id)?;
+        attach_bind_filter(&self.inner, container_id, program)
+    }
+
     fn recover(&self, alive: &[(String, u32)]) -> Result<Vec<String>, LauncherError> {
         let inner = &self.inner;
         let mut known = BTreeSet::new();
@@ -283,6 +348,7 @@ mod tests {
         let layout = Layout::V1 {
             hierarchy: dir.path().to_path_buf(),
             mounts,
+            unified: None,
         };
         let sys = Arc::new(RecordingSyscalls::new());
         let launcher =
@@ -336,6 +402,74 @@ mod tests {
             );
         }
         launcher.destroy("c1").await.expect("idempotent");
+    }
+
+    #[tokio::test]
+    async fn a_bind_filter_is_attached_to_the_unified_cgroup_before_the_executor_starts() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mounts: BTreeMap<String, PathBuf> = ["freezer", "memory"]
+            .iter()
+            .map(|c| (c.to_string(), dir.path().join(c)))
+            .collect();
+        let layout = Layout::V1 {
+            hierarchy: dir.path().to_path_buf(),
+            mounts,
+            unified: Some(dir.path().join("unified")),
+        };
+        let sys = Arc::new(RecordingSyscalls::new());
+        let launcher =
+            LinuxLauncher::with_cgroups(sys.clone(), Cgroups::new(layout, "mesos").expect("root"));
+        assert_eq!(launcher.bind_filter_support(), Ok(()));
+        let sandbox = tempfile::tempdir().expect("sandbox");
+        let mut spec = sh_spec(sandbox.path(), "c1", "sleep 30");
+        let program = crate::isolators::bind_filter::allow_all();
+        spec.bind_filter = Some(program.clone());
+        launcher.launch(&spec).expect("fake launch");
+        let unified = dir.path().join("unified/mesos/c1");
+        let calls: Vec<Call> = sys
+            .calls()
+            .into_iter()
+            .filter(|c| matches!(c, Call::AttachBindFilter { .. } | Call::Spawn { .. }))
+            .collect();
+        assert!(
+            matches!(&calls[..], [Call::AttachBindFilter { cgroup, program: p }, Call::Spawn { cgroup_procs, .. }]
+                if *cgroup == unified && *p == program && cgroup_procs.contains(&unified.join("cgroup.procs"))),
+            "attached first, then the executor joins the unified cgroup too: {calls:?}"
+        );
+        launcher.restrict_bind("c1", &program).expect("replaced");
+        launcher.destroy("c1").await.expect("destroy");
+        assert!(!unified.exists(), "the unified cgroup is removed too");
+
+        sys.refuse_bind_filters();
+        let err = launcher.bind_filter_support().expect_err("refused");
+        assert!(err.contains("does not run cgroup bind filters"), "{err}");
+        let err = launcher
+            .launch(&sh_spec(sandbox.path(), "c2", "x"))
+            .map(|_| ());
+        assert!(err.is_ok(), "containers without a filter still launch");
+        let mut spec = sh_spec(sandbox.path(), "c3", "x");
+        spec.bind_filter = Some(program);
+        let err = launcher
+            .launch(&spec)
+            .expect_err("never without its filter");
+        assert!(
+            matches!(err, LauncherError::BindFilterUnsupported { .. }),
+            "{err}"
+        );
+        assert!(
+            !dir.path().join("freezer/mesos/c3").exists(),
+            "nothing left behind"
+        );
+    }
+
+    #[tokio::test]
+    async fn without_a_v2_hierarchy_bind_filters_are_refused_naming_the_fix() {
+        let (_dir, _sys, launcher) = fake_v1();
+        let err = launcher.bind_filter_support().expect_err("v1 only");
+        assert!(
+            err.contains("cgroup BPF needs a cgroup v2 hierarchy"),
+            "{err}"
+        );
     }
 
     #[tokio::test]

@@ -71,6 +71,10 @@ pub struct LaunchSpec {
     /// Capabilities and `no_new_privs` the executor starts with (from the
     /// `linux/capabilities` and `linux/nnp` isolators).
     pub security: crate::sys::ProcessSecurity,
+    /// A bind filter to attach to the container's cgroup before the executor
+    /// starts (`network/ports` with `--container_ports_enforce_at_bind`;
+    /// linux launcher only).
+    pub bind_filter: Option<Vec<crate::sys::EbpfInstruction>>,
 }
 
 /// Which launcher (`--launcher`).
@@ -178,6 +182,14 @@ pub enum LauncherError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// A bind filter was asked for but cannot be attached.
+    #[error("cannot attach a bind filter to container {container_id}: {reason}")]
+    BindFilterUnsupported {
+        /// The container.
+        container_id: String,
+        /// Why not.
+        reason: String,
+    },
     /// Processes survived destroy.
     #[error("container {container_id} still has processes {pids:?} after {seconds}s of killing")]
     DestroyTimeout {
@@ -228,6 +240,28 @@ pub trait Launcher: Send + Sync + 'static {
 
     /// The processes of the container, sorted.
     fn pids(&self, container_id: &str) -> Result<Vec<u32>, LauncherError>;
+
+    /// Whether bind filters can be attached to this launcher's containers;
+    /// if not, why (said once at startup by the agent).
+    fn bind_filter_support(&self) -> Result<(), String> {
+        Err(format!(
+            "the {} launcher has no cgroups to attach a bind filter to",
+            self.name()
+        ))
+    }
+
+    /// Attaches `program` as the container's bind filter, replacing the one
+    /// before (its ports changed).
+    fn restrict_bind(
+        &self,
+        container_id: &str,
+        _program: &[crate::sys::EbpfInstruction],
+    ) -> Result<(), LauncherError> {
+        Err(LauncherError::BindFilterUnsupported {
+            container_id: container_id.to_string(),
+            reason: self.bind_filter_support().err().unwrap_or_default(),
+        })
+    }
 
     /// After an agent restart: re-adopts `alive` (container id, executor pid) and
     /// returns the ids of orphan containers (found under the cgroup root, not in
@@ -400,6 +434,7 @@ pub(crate) mod testutil {
             user: None,
             limits: Limits::default(),
             security: Default::default(),
+            bind_filter: None,
         }
     }
 

@@ -94,6 +94,10 @@ impl Launcher for PosixLauncher {
         if inner.leaders().contains_key(&spec.container_id) {
             return Err(LauncherError::ContainerExists(spec.container_id.clone()));
         }
+        if let Some(program) = &spec.bind_filter {
+            // Never run a container without the filter it was promised.
+            self.restrict_bind(&spec.container_id, program)?;
+        }
         let prepared = prepare(inner.sys.as_ref(), spec)?;
         let pid = inner
             .sys

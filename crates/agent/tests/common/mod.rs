@@ -87,15 +87,53 @@ pub fn cgroups_root(work_dir: &Path) -> String {
     format!("mesos_test_{name}")
 }
 
-/// Removes the (empty) cgroups the test's agents left behind.
+/// Kills what the test's agents left running in their containers (executors
+/// outlive their agent by design) and removes the cgroups, so a test leaves
+/// no process or cgroup behind on the host.
 fn remove_cgroups(root: &str) {
-    let Ok(controllers) = std::fs::read_dir("/sys/fs/cgroup") else {
-        return;
-    };
-    for controller in controllers.filter_map(Result::ok) {
-        let _ = std::fs::remove_dir(controller.path().join(root));
+    let mut roots = vec![Path::new("/sys/fs/cgroup").join(root)];
+    if let Ok(controllers) = std::fs::read_dir("/sys/fs/cgroup") {
+        roots.extend(
+            controllers
+                .filter_map(Result::ok)
+                .map(|c| c.path().join(root)),
+        );
     }
-    let _ = std::fs::remove_dir(Path::new("/sys/fs/cgroup").join(root));
+    roots.retain(|r| r.is_dir());
+    let containers = |root: &Path| -> Vec<PathBuf> {
+        std::fs::read_dir(root)
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .map(|e| e.path())
+                    .filter(|p| p.is_dir())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut alive = false;
+        for dir in roots.iter().flat_map(|r| containers(r)) {
+            let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+            for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+                alive = true;
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+            if std::fs::remove_dir(&dir).is_err() {
+                alive = true;
+            }
+        }
+        if !alive || std::time::Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for root in roots {
+        let _ = std::fs::remove_dir(root);
+    }
 }
 
 /// The principal the test agents accept on their HTTP endpoints.

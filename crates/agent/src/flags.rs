@@ -4,7 +4,7 @@
 //! resources) are parsed here into typed values once.
 
 use std::net::{IpAddr, Ipv4Addr, ToSocketAddrs};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Parser;
@@ -164,6 +164,23 @@ pub struct Flags {
     /// EPERM (Mesos: no filter).
     #[arg(long, env = "MESOS_SECCOMP_PROFILE_NAME")]
     pub seccomp_profile_name: Option<String>,
+
+    /// `namespaces/user`: the host ids the containers' user namespaces map
+    /// ids `0..n` to, as `[first-last]` (uids and gids alike), e.g.
+    /// `[100000-165535]`. Unset: the agent user's entries in `/etc/subuid`
+    /// and `/etc/subgid`.
+    #[arg(long, env = "MESOS_USER_NAMESPACE_RANGE")]
+    pub user_namespace_range: Option<String>,
+
+    /// `namespaces/pid`: refuse tasks whose `LinuxInfo.share_pid_namespace`
+    /// asks for the agent's pid namespace.
+    #[arg(long, env = "MESOS_DISALLOW_SHARING_AGENT_PID_NAMESPACE", default_value = "false", num_args = 0..=1, default_missing_value = "true", value_parser = bool_arg)]
+    pub disallow_sharing_agent_pid_namespace: bool,
+
+    /// `namespaces/ipc`: refuse tasks whose `LinuxInfo.ipc_mode` is
+    /// `SHARE_PARENT` (the agent's IPC namespace).
+    #[arg(long, env = "MESOS_DISALLOW_SHARING_AGENT_IPC_NAMESPACE", default_value = "false", num_args = 0..=1, default_missing_value = "true", value_parser = bool_arg)]
+    pub disallow_sharing_agent_ipc_namespace: bool,
 
     /// `cgroups/cpu`: also cap each container's CPU time at its `cpus` with a
     /// CFS quota (period 100ms, quota `cpus` × period, at least 1ms). Off by
@@ -352,6 +369,70 @@ fn capabilities_config(
     )
     .map(Some)
     .map_err(FlagError::Isolation)
+}
+
+/// The namespace isolators in `isolation`, with Mesos's creation checks
+/// (root, the linux launcher) and, for `namespaces/user`, the id mapping and
+/// an executor that the mapped (unprivileged) ids can reach.
+fn namespaces_config(
+    flags: &Flags,
+    isolation: &[String],
+    root: bool,
+    launcher_dir: &Path,
+) -> Result<Vec<crate::isolators::namespaces::Kind>, FlagError> {
+    use crate::isolators::namespaces::{self as ns, Kind};
+    let mut out = Vec::new();
+    for name in isolation {
+        let (what, kind) = match name.as_str() {
+            ns::NAMESPACES_PID => (
+                "pid",
+                Kind::Pid {
+                    disallow_sharing: flags.disallow_sharing_agent_pid_namespace,
+                },
+            ),
+            ns::NAMESPACES_IPC => (
+                "IPC",
+                Kind::Ipc {
+                    disallow_sharing: flags.disallow_sharing_agent_ipc_namespace,
+                },
+            ),
+            ns::NAMESPACES_USER => {
+                let read = |path: &str| std::fs::read_to_string(path).ok();
+                let euid = nix::unistd::geteuid();
+                let user = nix::unistd::User::from_uid(euid)
+                    .ok()
+                    .flatten()
+                    .map(|u| u.name)
+                    .unwrap_or_else(|| "root".into());
+                let uid = euid.as_raw().to_string();
+                let map = ns::id_map(
+                    flags.user_namespace_range.as_deref(),
+                    read("/etc/subuid").as_deref(),
+                    read("/etc/subgid").as_deref(),
+                    &[user.as_str(), uid.as_str()],
+                )
+                .map_err(FlagError::Isolation)?;
+                ("user", Kind::User(map))
+            }
+            _ => continue,
+        };
+        if !root {
+            return Err(FlagError::Isolation(format!(
+                "The {what} namespace isolator requires root permissions"
+            )));
+        }
+        if flags.launcher.as_deref() != Some("linux") {
+            return Err(FlagError::Isolation(format!(
+                "'linux' launcher must be used to enable {what} namespace"
+            )));
+        }
+        if let Kind::User(_) = kind {
+            ns::check_reachable(&launcher_dir.join("mesos-executor"))
+                .map_err(FlagError::Isolation)?;
+        }
+        out.push(kind);
+    }
+    Ok(out)
 }
 
 /// The `network/ports` settings (Mesos's `NetworkPortsIsolatorProcess::create`),
@@ -620,6 +701,12 @@ pub struct Config {
     pub capabilities: Option<crate::isolators::capabilities::CapabilitiesConfig>,
     /// The `linux/seccomp` settings, when that isolator is on.
     pub seccomp: Option<crate::isolators::seccomp::SeccompConfig>,
+    /// The namespace isolators that are on (`namespaces/user`, `/pid`, `/ipc`).
+    pub namespaces: Vec<crate::isolators::namespaces::Kind>,
+    /// Whether `--isolation` was not given, so the namespace isolators are
+    /// our default (and are dropped, with a warning, where the host cannot
+    /// create the namespaces) rather than the operator's demand.
+    pub isolation_defaulted: bool,
 }
 
 impl Config {
@@ -668,14 +755,20 @@ impl Config {
         let auth = AuthConfig::from_flags(&mut flags)?;
         let linux = flags.launcher.as_deref() == Some("linux");
         let root = nix::unistd::geteuid().is_root();
+        let isolation_defaulted = flags.isolation.is_none();
         let isolation_text = flags.isolation.get_or_insert_with(|| {
             let resources = if linux {
                 "cgroups/cpu,cgroups/mem"
             } else {
                 "posix/cpu,posix/mem"
             };
+            let namespaces = if linux && root {
+                ",namespaces/pid,namespaces/ipc"
+            } else {
+                ""
+            };
             format!(
-                "{resources},{}",
+                "{resources},{}{namespaces}",
                 crate::isolators::default_security_isolators(root)
             )
         });
@@ -704,6 +797,7 @@ impl Config {
         } else {
             None
         };
+        let namespaces = namespaces_config(&flags, &isolation, root, &launcher_dir)?;
         Ok(Self {
             flags,
             master,
@@ -719,6 +813,8 @@ impl Config {
             ports,
             capabilities,
             seccomp,
+            namespaces,
+            isolation_defaulted,
         })
     }
 
@@ -805,6 +901,17 @@ impl Config {
         put("launcher_dir", self.launcher_dir.display().to_string());
         put("isolation", f.isolation.clone().unwrap_or_default());
         put("cgroups_enable_cfs", f.cgroups_enable_cfs.to_string());
+        if let Some(range) = &f.user_namespace_range {
+            put("user_namespace_range", range.clone());
+        }
+        put(
+            "disallow_sharing_agent_pid_namespace",
+            f.disallow_sharing_agent_pid_namespace.to_string(),
+        );
+        put(
+            "disallow_sharing_agent_ipc_namespace",
+            f.disallow_sharing_agent_ipc_namespace.to_string(),
+        );
         put(
             "enforce_container_ports",
             f.enforce_container_ports.to_string(),

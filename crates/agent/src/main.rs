@@ -34,6 +34,7 @@ fn main() {
             );
         }
     }
+    probe_namespaces(&mut config);
     let tls = mesos_common::tls::Tls::from_env().unwrap_or_else(|e| fail(e));
     let work_dir = config.flags.work_dir.clone();
     let sandboxes = work_dir.join("slaves");
@@ -184,4 +185,43 @@ fn reload_http_credentials_on_sighup(config: &mesos_agent::flags::Config) {
             }
         }
     });
+}
+
+/// Starts one process in the namespaces the isolators will ask for, so a host
+/// that cannot create them is told now. Asked for by `--isolation`, that is a
+/// startup error; our default drops them with a warning.
+fn probe_namespaces(config: &mut Config) {
+    use mesos_agent::isolators::namespaces::{probe, Kind};
+    let mut wanted = mesos_agent::sys::Namespaces::default();
+    for kind in &config.namespaces {
+        match kind {
+            Kind::User(map) => wanted.user = Some(*map),
+            Kind::Pid { .. } => wanted.pid = true,
+            Kind::Ipc { .. } => wanted.ipc = true,
+        }
+    }
+    if wanted == mesos_agent::sys::Namespaces::default() {
+        return;
+    }
+    let Err(why) = probe(wanted) else {
+        return;
+    };
+    let names: Vec<String> = config
+        .isolation
+        .iter()
+        .filter(|n| n.starts_with("namespaces/"))
+        .cloned()
+        .collect();
+    if !config.isolation_defaulted {
+        fail(format!(
+            "--isolation={}: this host cannot create the namespaces: {why}",
+            names.join(",")
+        ));
+    }
+    tracing::warn!(
+        "SECURITY: {} (our default) not possible here: {why}; tasks share the agent's namespaces",
+        names.join(",")
+    );
+    config.isolation.retain(|n| !n.starts_with("namespaces/"));
+    config.namespaces.clear();
 }

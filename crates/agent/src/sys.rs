@@ -90,6 +90,50 @@ pub struct SpawnRequest {
     /// Capabilities, `no_new_privs` and seccomp filters for the child (see
     /// [`privilege_steps`]).
     pub security: ProcessSecurity,
+    /// Namespaces the program starts in (`namespaces/user`, `/pid`, `/ipc`).
+    pub namespaces: Namespaces,
+}
+
+/// A user namespace's id mapping (`/proc/<pid>/uid_map` and `gid_map`): ids
+/// `0..count` inside are `uid_first..` and `gid_first..` on the host, so root
+/// inside is an unprivileged id outside.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IdMap {
+    /// The host uid of uid 0 inside.
+    pub uid_first: u32,
+    /// The host gid of gid 0 inside.
+    pub gid_first: u32,
+    /// How many ids are mapped (uids and gids alike).
+    pub count: u32,
+}
+
+impl IdMap {
+    /// The host uid of `uid` inside, if it is mapped.
+    pub fn host_uid(&self, uid: u32) -> Option<u32> {
+        (uid < self.count)
+            .then(|| self.uid_first.checked_add(uid))
+            .flatten()
+    }
+
+    /// The host gid of `gid` inside, if it is mapped.
+    pub fn host_gid(&self, gid: u32) -> Option<u32> {
+        (gid < self.count)
+            .then(|| self.gid_first.checked_add(gid))
+            .flatten()
+    }
+}
+
+/// The namespaces a child gets of its own. The default shares all of the agent's.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Namespaces {
+    /// A user namespace with this mapping: the child's user (or root, when
+    /// none is switched to) is then an unprivileged id on the host.
+    pub user: Option<IdMap>,
+    /// A pid namespace in which the program is pid 1, with a mount namespace
+    /// of its own where `/proc` shows that pid namespace.
+    pub pid: bool,
+    /// An IPC namespace (System V IPC and POSIX message queues).
+    pub ipc: bool,
 }
 
 /// What the child does about its privileges before exec: the capability sets
@@ -344,6 +388,36 @@ fn spawn_steps(
     privilege_steps(security, user.map(|u| u.uid), euid, last_cap)
 }
 
+/// A close-on-exec pipe: (read end, write end).
+fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(io::Error::from)
+}
+
+/// The agent's half of entering a user namespace: waits for the child's pid,
+/// writes its `uid_map` and `gid_map`, and tells it to go on (1) or not (0).
+fn write_id_maps(map: IdMap, ready: OwnedFd, go: OwnedFd) -> io::Result<()> {
+    use std::io::{Read, Write};
+    let mut pid = [0u8; 4];
+    // EOF: the child failed before it unshared; nothing to map.
+    if File::from(ready).read_exact(&mut pid).is_err() {
+        return Ok(());
+    }
+    let pid = libc::pid_t::from_ne_bytes(pid);
+    let written = (|| {
+        std::fs::write(
+            format!("/proc/{pid}/uid_map"),
+            format!("0 {} {}\n", map.uid_first, map.count),
+        )?;
+        std::fs::write(
+            format!("/proc/{pid}/gid_map"),
+            format!("0 {} {}\n", map.gid_first, map.count),
+        )
+    })();
+    let mut go = File::from(go);
+    go.write_all(&[u8::from(written.is_ok())])?;
+    written.map_err(|e| io::Error::new(e.kind(), format!("writing the id maps of pid {pid}: {e}")))
+}
+
 /// The pid as a `pid_t`, refusing the values that `kill`/`waitpid` give a special,
 /// dangerous meaning (0: our group, 1: init, negative: a group or everyone).
 fn checked_pid(pid: u32) -> io::Result<libc::pid_t> {
@@ -356,11 +430,146 @@ fn checked_pid(pid: u32) -> io::Result<libc::pid_t> {
     }
 }
 
+/// The descriptors a child entering namespaces uses to talk to the agent
+/// (all opened, close-on-exec, before the fork).
+#[derive(Debug, Clone, Copy)]
+struct NamespaceFds {
+    /// User namespace: the child writes its pid here once it has unshared...
+    user_ready: Option<RawFd>,
+    /// ...and reads one byte here once the agent wrote its id maps (1: done).
+    user_go: Option<RawFd>,
+    /// The parent's ends of those pipes, which the child closes first (so a
+    /// dead agent thread is an end of file, not a hang).
+    parent_ends: [Option<RawFd>; 2],
+    /// Pid namespace: the first child writes the pid of the program's process
+    /// (its sibling, created with `CLONE_PARENT`) here, then exits.
+    pid_out: Option<RawFd>,
+    /// The read end of that pipe, closed by the child.
+    pid_in: Option<RawFd>,
+    /// `CLONE_NEWIPC` when asked for.
+    ipc: bool,
+}
+
+/// `write` of all of `bytes`, or an error; async-signal-safe.
+fn write_fd(fd: RawFd, bytes: &[u8]) -> io::Result<()> {
+    // SAFETY: `bytes` is a live slice for the call, its length is passed, and
+    // `fd` is a descriptor the caller owns.
+    let n = unsafe { libc::write(fd, bytes.as_ptr().cast(), bytes.len()) };
+    if usize::try_from(n).ok() != Some(bytes.len()) {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Enters the child's namespaces; in the first child of a pid namespace this
+/// does not return (it exits once the program's process exists).
+fn enter_namespaces(fds: &NamespaceFds) -> io::Result<()> {
+    for fd in fds.parent_ends.iter().chain([&fds.pid_in]).flatten() {
+        // SAFETY: closing our copy of a descriptor inherited across fork.
+        unsafe { libc::close(*fd) };
+    }
+    if let (Some(ready), Some(go)) = (fds.user_ready, fds.user_go) {
+        // SAFETY: unshare takes a flag word; async-signal-safe.
+        if unsafe { libc::unshare(libc::CLONE_NEWUSER) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: getpid takes nothing and cannot fail.
+        let pid = unsafe { libc::getpid() };
+        write_fd(ready, &pid.to_ne_bytes())?;
+        let mut done = [0u8; 1];
+        // SAFETY: `done` is a writable one-byte buffer for the call.
+        let n = unsafe { libc::read(go, done.as_mut_ptr().cast(), 1) };
+        if n != 1 || done[0] != 1 {
+            return Err(io::Error::from_raw_os_error(libc::EPERM));
+        }
+    }
+    let mut flags: libc::c_int = 0;
+    if fds.ipc {
+        flags |= libc::CLONE_NEWIPC;
+    }
+    let Some(pid_out) = fds.pid_out else {
+        // SAFETY: unshare takes a flag word; async-signal-safe.
+        if flags != 0 && unsafe { libc::unshare(flags) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        return Ok(());
+    };
+    // The program must be pid 1 of the new namespace, which only a new
+    // process can be: a sibling (CLONE_PARENT: the agent's child, which it
+    // waits for), with a mount namespace where /proc is remounted for it.
+    flags |= libc::CLONE_NEWPID | libc::CLONE_NEWNS | libc::CLONE_PARENT | libc::SIGCHLD;
+    // SAFETY: a fork-like clone (no new stack: the child continues on a copy
+    // of ours, as after fork); the pointer arguments are null.
+    let child = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            flags as libc::c_ulong,
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+        )
+    };
+    if child < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if child > 0 {
+        let child = child as libc::pid_t;
+        let code = match write_fd(pid_out, &child.to_ne_bytes()) {
+            Ok(()) => 0,
+            Err(_) => 1,
+        };
+        // SAFETY: _exit ends this process at once; async-signal-safe. The
+        // sibling carries on to exec.
+        unsafe { libc::_exit(code) };
+    }
+    // SAFETY: closing our copy of the pid pipe; the parent has its own.
+    unsafe { libc::close(pid_out) };
+    mount_private_proc()
+}
+
+/// In a new mount namespace: stops mounts propagating to the host, then
+/// mounts a `/proc` for the new pid namespace.
+fn mount_private_proc() -> io::Result<()> {
+    const ROOT: &[u8] = b"/\0";
+    const PROC: &[u8] = b"proc\0";
+    const PROC_DIR: &[u8] = b"/proc\0";
+    // SAFETY: the strings are static and NUL-terminated; null pointers are
+    // allowed for the unused arguments; mount is a raw syscall.
+    let r = unsafe {
+        libc::mount(
+            std::ptr::null(),
+            ROOT.as_ptr().cast(),
+            std::ptr::null(),
+            libc::MS_REC | libc::MS_PRIVATE,
+            std::ptr::null(),
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: as above.
+    let r = unsafe {
+        libc::mount(
+            PROC.as_ptr().cast(),
+            PROC_DIR.as_ptr().cast(),
+            PROC.as_ptr().cast(),
+            libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+            std::ptr::null(),
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// What the child runs between fork and exec. Only async-signal-safe calls, on
 /// data that was allocated before the fork: no allocation, no locks.
 fn child_setup(
     cgroup_procs: &[RawFd],
     new_session: bool,
+    namespaces: Option<&NamespaceFds>,
     creds: Option<&(libc::uid_t, libc::gid_t, Vec<libc::gid_t>)>,
     steps: &[PrivilegeStep],
     filters: &[Vec<BpfInstruction>],
@@ -375,6 +584,11 @@ fn child_setup(
         if written != 1 {
             return Err(io::Error::last_os_error());
         }
+    }
+    // Then the namespaces, still with the agent's privileges (a new pid
+    // namespace's process is created here, inside the cgroups).
+    if let Some(fds) = namespaces {
+        enter_namespaces(fds)?;
     }
     if new_session {
         // SAFETY: setsid takes no arguments and is async-signal-safe.
@@ -600,7 +814,7 @@ impl Syscalls for RealSyscalls {
             last_capability(),
         );
         let filters = req.security.seccomp.clone();
-        let creds = req.user.as_ref().map(|u| {
+        let mut creds = req.user.as_ref().map(|u| {
             (
                 u.uid as libc::uid_t,
                 u.gid as libc::gid_t,
@@ -610,20 +824,97 @@ impl Syscalls for RealSyscalls {
                     .collect::<Vec<_>>(),
             )
         });
+        let ns = req.namespaces;
+        let mut steps = steps;
+        if ns.user.is_some() && creds.is_none() {
+            // Inside a user namespace the agent's own ids are unmapped: the
+            // program runs as the namespace's root (on the host, its first id).
+            creds = Some((0, 0, vec![0]));
+            steps = privilege_steps(&req.security, Some(0), self.geteuid(), last_capability());
+        }
+        let user_pipes = match ns.user {
+            Some(_) => Some((pipe()?, pipe()?)),
+            None => None,
+        };
+        let pid_pipe = if ns.pid { Some(pipe()?) } else { None };
+        let fds = (ns.user.is_some() || ns.pid || ns.ipc).then(|| NamespaceFds {
+            user_ready: user_pipes.as_ref().map(|(ready, _)| ready.1.as_raw_fd()),
+            user_go: user_pipes.as_ref().map(|(_, go)| go.0.as_raw_fd()),
+            parent_ends: [
+                user_pipes.as_ref().map(|(ready, _)| ready.0.as_raw_fd()),
+                user_pipes.as_ref().map(|(_, go)| go.1.as_raw_fd()),
+            ],
+            pid_out: pid_pipe.as_ref().map(|p| p.1.as_raw_fd()),
+            pid_in: pid_pipe.as_ref().map(|p| p.0.as_raw_fd()),
+            ipc: ns.ipc,
+        });
+        // The agent's side of the user namespace: writes the id maps once the
+        // child has unshared (it cannot map ids other than its own itself).
+        let mapper = match (ns.user, user_pipes) {
+            (Some(map), Some(((ready_read, ready_write), (go_read, go_write)))) => {
+                let thread = std::thread::Builder::new()
+                    .name("userns-map".into())
+                    .spawn(move || write_id_maps(map, ready_read, go_write))?;
+                Some((thread, ready_write, go_read))
+            }
+            _ => None,
+        };
         // SAFETY: the closure runs in the forked child before exec. It only calls
-        // async-signal-safe functions (write, setsid, setgroups, setgid, setuid,
-        // prctl, capset, seccomp) on data moved into it before the fork, and allocates
-        // nothing (an io::Error built from errno does not allocate). The
-        // descriptors it writes to stay open in the parent until `cmd.spawn()`
-        // returns, because `req.cgroup_procs` lives until the end of this function.
+        // async-signal-safe functions (write, read, close, unshare, clone, mount,
+        // _exit, setsid, setgroups, setgid, setuid, prctl, capset, seccomp) on
+        // data moved into it before the fork, and allocates nothing (an io::Error
+        // built from errno does not allocate). The descriptors it uses stay open
+        // in the parent until `cmd.spawn()` returns: `req.cgroup_procs`, the
+        // pipes and `mapper` live until after it.
         unsafe {
             cmd.pre_exec(move || {
-                child_setup(&procs, new_session, creds.as_ref(), &steps, &filters)
+                child_setup(
+                    &procs,
+                    new_session,
+                    fds.as_ref(),
+                    creds.as_ref(),
+                    &steps,
+                    &filters,
+                )
             });
         }
-        let child = cmd.spawn()?;
-        // Dropping a std Child neither kills nor reaps it: wait_child does that.
-        Ok(child.id())
+        let spawned = cmd.spawn();
+        if let Some((thread, ready_write, go_read)) = mapper {
+            // The child has exec'd or failed: an unfinished mapper sees EOF.
+            drop((ready_write, go_read));
+            if let Ok(Err(e)) = thread.join() {
+                tracing::warn!("user namespace id maps: {e}");
+            }
+        }
+        let Some((pid_read, pid_write)) = pid_pipe else {
+            // Dropping a std Child neither kills nor reaps it: wait_child does that.
+            return Ok(spawned?.id());
+        };
+        drop(pid_write);
+        // The program runs in the first child's sibling: reap the first child,
+        // and hand the sibling (our child too, by CLONE_PARENT) to the caller.
+        let mut pid = [0u8; 4];
+        let sibling = std::io::Read::read_exact(&mut File::from(pid_read), &mut pid)
+            .ok()
+            .map(|()| libc::pid_t::from_ne_bytes(pid));
+        match spawned {
+            Ok(first) => {
+                let _ = self.wait_child(first.id());
+                match sibling.and_then(|p| u32::try_from(p).ok()) {
+                    Some(pid) => Ok(pid),
+                    None => Err(io::Error::other(
+                        "the pid namespace's first process did not report its sibling",
+                    )),
+                }
+            }
+            Err(e) => {
+                // It failed before exec: reap it, so no zombie is left.
+                if let Some(pid) = sibling.and_then(|p| u32::try_from(p).ok()) {
+                    let _ = self.wait_child(pid);
+                }
+                Err(e)
+            }
+        }
     }
 
     fn wait_child(&self, pid: u32) -> io::Result<i32> {
@@ -1088,6 +1379,8 @@ pub mod fake {
             new_session: bool,
             /// The user it would switch to.
             user: Option<UserIds>,
+            /// The namespaces it would get.
+            namespaces: Namespaces,
         },
         /// The privileged steps the child of `pid` would take before exec
         /// (recorded right after its `Spawn` when it takes any).
@@ -1288,6 +1581,7 @@ pub mod fake {
                 cgroup_procs: paths,
                 new_session: req.new_session,
                 user: req.user,
+                namespaces: req.namespaces,
             });
             if let Some(steps) = steps {
                 st.calls.push(Call::Privileges { pid, steps });
@@ -1517,6 +1811,7 @@ mod tests {
                     no_new_privs: true,
                     ..ProcessSecurity::default()
                 },
+                namespaces: Namespaces::default(),
             })
             .expect("fake spawn");
         let calls = sys.calls();
@@ -1640,5 +1935,102 @@ mod tests {
         let port = client.local_addr().expect("addr").port();
         let again = RealSyscalls.listening_tcp_sockets().expect("dump");
         assert!(!again.iter().any(|s| s.port == port));
+    }
+
+    /// Root, user namespaces and a writable place for an unprivileged id, or a
+    /// printed reason (a failure under CI, which has them).
+    fn namespaces_runnable() -> bool {
+        let why = if !nix::unistd::geteuid().is_root() {
+            Some("namespaces need root")
+        } else if std::fs::read_to_string("/proc/sys/user/max_user_namespaces")
+            .is_ok_and(|n| n.trim() == "0")
+        {
+            Some("user namespaces are disabled (user.max_user_namespaces = 0)")
+        } else {
+            None
+        };
+        match why {
+            None => true,
+            Some(why) if std::env::var_os("CI").is_some() => panic!("CI is set but {why}"),
+            Some(why) => {
+                eprintln!("skipped: {why}");
+                false
+            }
+        }
+    }
+
+    #[test]
+    fn a_child_in_its_own_user_pid_and_ipc_namespaces_is_pid_1_and_root_only_inside() {
+        use std::os::unix::fs::MetadataExt;
+        if !namespaces_runnable() {
+            return;
+        }
+        let dir = tempfile::tempdir().expect("dir");
+        let map = IdMap {
+            uid_first: 200_000,
+            gid_first: 300_000,
+            count: 65_536,
+        };
+        std::os::unix::fs::chown(dir.path(), Some(map.uid_first), Some(map.gid_first))
+            .expect("chown the working dir to the namespace's root");
+        let out = || File::create(dir.path().join("out")).expect("file");
+        let sys = RealSyscalls;
+        let pid = sys
+            .spawn(SpawnRequest {
+                program: PathBuf::from("/bin/sh"),
+                args: vec![
+                    "-c".into(),
+                    "echo $$ > report; id -u >> report; id -g >> report; \
+                     readlink /proc/self/ns/pid /proc/self/ns/ipc /proc/self/ns/user >> report; \
+                     ls /proc | grep -c '^[0-9]' >> report; touch made; \
+                     echo x >> /etc/hostname 2>/dev/null || echo refused >> report"
+                        .into(),
+                ],
+                env: vec![("PATH".into(), "/usr/bin:/bin".into())],
+                working_dir: dir.path().to_path_buf(),
+                stdout: out(),
+                stderr: out(),
+                cgroup_procs: Vec::new(),
+                new_session: true,
+                user: None,
+                security: ProcessSecurity::default(),
+                namespaces: Namespaces {
+                    user: Some(map),
+                    pid: true,
+                    ipc: true,
+                },
+            })
+            .expect("spawn in namespaces");
+        let status = sys.wait_child(pid).expect("our child");
+        let output = std::fs::read_to_string(dir.path().join("out")).unwrap_or_default();
+        assert_eq!(status, 0, "exit status; output: {output}");
+        let report = std::fs::read_to_string(dir.path().join("report")).expect("report");
+        let lines: Vec<&str> = report.lines().collect();
+        assert_eq!(&lines[..3], ["1", "0", "0"], "pid 1, root inside: {report}");
+        let ours = |ns: &str| {
+            std::fs::read_link(format!("/proc/self/ns/{ns}"))
+                .expect("our namespace")
+                .display()
+                .to_string()
+        };
+        for (line, ns) in lines[3..6].iter().zip(["pid", "ipc", "user"]) {
+            assert!(line.starts_with(&format!("{ns}:[")), "{report}");
+            assert_ne!(*line, ours(ns), "a {ns} namespace of its own: {report}");
+        }
+        let visible: u32 = lines[6].parse().expect("a count");
+        assert!(
+            visible <= 3,
+            "its /proc shows only sh, ls and grep: {report}"
+        );
+        assert_eq!(
+            lines[7], "refused",
+            "root inside cannot write a root-owned host file"
+        );
+        let made = std::fs::metadata(dir.path().join("made")).expect("file made inside");
+        assert_eq!(
+            (made.uid(), made.gid()),
+            (map.uid_first, map.gid_first),
+            "owned by the mapped ids on the host"
+        );
     }
 }

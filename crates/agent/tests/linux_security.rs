@@ -83,21 +83,6 @@ struct Cluster {
     _work_dir: tempfile::TempDir,
 }
 
-/// A directory every user may enter, holding `mesos-executor` (hard-linked
-/// when possible, else copied).
-fn world_reachable_executor() -> tempfile::TempDir {
-    use std::os::unix::fs::PermissionsExt as _;
-    let dir = tempfile::tempdir().expect("launcher dir");
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
-        .expect("chmod launcher dir");
-    let source = std::path::Path::new(env!("CARGO_BIN_EXE_mesos-executor"));
-    let target = dir.path().join("mesos-executor");
-    if std::fs::hard_link(source, &target).is_err() {
-        std::fs::copy(source, &target).expect("copy mesos-executor");
-    }
-    dir
-}
-
 async fn cluster(flags: &[&str]) -> Cluster {
     let mut master = FakeMaster::start().await;
     let work_dir = tempfile::tempdir().expect("work dir");
@@ -161,7 +146,7 @@ async fn a_task_granted_net_raw_by_linux_info_opens_a_raw_socket_even_as_nobody(
     }
     // The executor runs as nobody, which cannot reach a binary under a
     // private directory (a checkout in `mktemp -d`): give it one it can.
-    let launcher = world_reachable_executor();
+    let launcher = common::world_reachable_executor();
     let launcher_dir = format!("--launcher_dir={}", launcher.path().display());
     let mut c = cluster(&[BOUNDING_WITH_NET_RAW, &launcher_dir]).await;
     let asks = v1::LinuxInfo {

@@ -751,6 +751,7 @@ impl Agent {
                     spec.security = security;
                     spec.env.extend(launch_info.environment);
                     spec.bind_filter = launch_info.bind_filter;
+                    spec.namespaces = launch_info.namespaces;
                 }
                 Err(message) => {
                     self.launch_failed(
@@ -995,6 +996,7 @@ impl Agent {
             user,
             limits,
             security: Default::default(),
+            namespaces: Default::default(),
             bind_filter: None,
         })
     }

@@ -819,6 +819,10 @@ fn build_isolators(config: &Config, launcher: &Arc<dyn Launcher>) -> crate::isol
         use crate::isolators::seccomp::LinuxSeccompIsolator;
         list.push(Arc::new(LinuxSeccompIsolator::new(seccomp.clone())));
     }
+    for kind in &config.namespaces {
+        use crate::isolators::namespaces::NamespacesIsolator;
+        list.push(Arc::new(NamespacesIsolator::new(*kind)));
+    }
     let isolators = crate::isolators::Isolators::new(list);
     tracing::info!(isolation = ?config.isolation, active = ?isolators.names(), "isolators");
     isolators

@@ -13,7 +13,9 @@
 //! [`cgroups::CgroupsIsolator`] (`cgroups/cpu`, `cgroups/mem`; alias
 //! `cgroups`), [`capabilities::LinuxCapabilitiesIsolator`]
 //! (`linux/capabilities`), [`capabilities::LinuxNnpIsolator`] (`linux/nnp`),
-//! [`seccomp::LinuxSeccompIsolator`] (`linux/seccomp`). Accepted as nothing to do: `posix/cpu`, `posix/mem` (Mesos's
+//! [`seccomp::LinuxSeccompIsolator`] (`linux/seccomp`),
+//! [`namespaces::NamespacesIsolator`] (`namespaces/user`, `namespaces/pid`,
+//! `namespaces/ipc`). Accepted as nothing to do: `posix/cpu`, `posix/mem` (Mesos's
 //! only report usage; they enforce nothing), `filesystem/posix` (alias
 //! `process`). Every other Mesos isolator is refused by name
 //! rather than silently ignored: an operator who asks for `linux/devices` must
@@ -22,6 +24,7 @@
 pub mod bind_filter;
 pub mod capabilities;
 pub mod cgroups;
+pub mod namespaces;
 pub mod ports;
 pub mod seccomp;
 mod seccomp_syscalls;
@@ -78,6 +81,8 @@ pub struct ContainerLaunchInfo {
     /// A bind filter for the container's cgroup, attached before the executor
     /// starts (`network/ports` with `--container_ports_enforce_at_bind`).
     pub bind_filter: Option<Vec<crate::sys::EbpfInstruction>>,
+    /// Namespaces of its own (`namespaces/user`, `namespaces/pid`, `namespaces/ipc`).
+    pub namespaces: crate::sys::Namespaces,
 }
 
 impl ContainerLaunchInfo {
@@ -89,6 +94,9 @@ impl ContainerLaunchInfo {
         self.no_new_privileges |= other.no_new_privileges;
         self.seccomp_profile = other.seccomp_profile.or(self.seccomp_profile.take());
         self.bind_filter = other.bind_filter.or(self.bind_filter.take());
+        self.namespaces.user = other.namespaces.user.or(self.namespaces.user);
+        self.namespaces.pid |= other.namespaces.pid;
+        self.namespaces.ipc |= other.namespaces.ipc;
     }
 
     /// What the launcher's child applies before exec; compiles the seccomp
@@ -232,8 +240,6 @@ const NOT_IMPLEMENTED: &[&str] = &[
     "docker/runtime",
     "docker/volume",
     "linux/devices",
-    "namespaces/ipc",
-    "namespaces/pid",
     "volume/sandbox_path",
     "volume/host_path",
     "volume/image",
@@ -292,10 +298,13 @@ pub fn parse_isolation(text: &str) -> Result<Vec<String>, IsolatorError> {
                     None if other == LINUX_SECCOMP => &LINUX_SECCOMP,
                     None if other == cgroups::CGROUPS_CPU => &cgroups::CGROUPS_CPU,
                     None if other == cgroups::CGROUPS_MEM => &cgroups::CGROUPS_MEM,
+                    None if other == namespaces::NAMESPACES_USER => &namespaces::NAMESPACES_USER,
+                    None if other == namespaces::NAMESPACES_PID => &namespaces::NAMESPACES_PID,
+                    None if other == namespaces::NAMESPACES_IPC => &namespaces::NAMESPACES_IPC,
                     None if NOT_IMPLEMENTED.contains(&other) => {
                         return Err(IsolatorError::Config(format!(
                         "invalid --isolation: the '{other}' isolator is not implemented by this \
-                         agent (implemented: {NETWORK_PORTS}, cgroups/cpu, cgroups/mem, {LINUX_CAPABILITIES}, {LINUX_NNP}, {LINUX_SECCOMP}; accepted as provided by the \
+                         agent (implemented: {NETWORK_PORTS}, cgroups/cpu, cgroups/mem, {LINUX_CAPABILITIES}, {LINUX_NNP}, {LINUX_SECCOMP}, namespaces/user, namespaces/pid, namespaces/ipc; accepted as provided by the \
                          launcher: {})",
                         PROVIDED_BY_LAUNCHER.join(", ")
                     )))

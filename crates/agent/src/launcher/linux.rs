@@ -226,6 +226,7 @@ impl Launcher for LinuxLauncher {
             new_session: true,
             user: prepared.user,
             security: spec.security.clone(),
+            namespaces: spec.namespaces,
         });
         let pid = match spawned {
             Ok(pid) => pid,

@@ -71,6 +71,9 @@ pub struct LaunchSpec {
     /// Capabilities and `no_new_privs` the executor starts with (from the
     /// `linux/capabilities` and `linux/nnp` isolators).
     pub security: crate::sys::ProcessSecurity,
+    /// Namespaces of its own (`namespaces/user`, `namespaces/pid`,
+    /// `namespaces/ipc`; linux launcher only).
+    pub namespaces: crate::sys::Namespaces,
     /// A bind filter to attach to the container's cgroup before the executor
     /// starts (`network/ports` with `--container_ports_enforce_at_bind`;
     /// linux launcher only).
@@ -189,6 +192,19 @@ pub enum LauncherError {
         container_id: String,
         /// Why not.
         reason: String,
+    },
+    /// The user cannot be mapped into the container's user namespace.
+    #[error(
+        "user {user:?} (uid {uid}) cannot run in a user namespace of {count} ids \
+         (--user_namespace_range or /etc/subuid gives too few)"
+    )]
+    UserOutsideNamespace {
+        /// The user.
+        user: String,
+        /// Its uid (or gid).
+        uid: u32,
+        /// How many ids the namespace maps.
+        count: u32,
     },
     /// Processes survived destroy.
     #[error("container {container_id} still has processes {pids:?} after {seconds}s of killing")]
@@ -394,13 +410,38 @@ pub(crate) fn prepare(sys: &dyn Syscalls, spec: &LaunchSpec) -> Result<Prepared,
     };
     let stdout = open_output(&spec.stdout, &spec.container_id)?;
     let stderr = open_output(&spec.stderr, &spec.container_id)?;
-    if let Some(u) = &user {
-        for path in [&spec.stdout, &spec.stderr] {
-            sys.chown(path, u.uid, u.gid)
+    let mut user = user;
+    // Who owns the sandbox on the host: the user, or in a user namespace the
+    // host ids the user (or the namespace's root) maps to.
+    let owner = match (spec.namespaces.user, &mut user) {
+        (None, None) => None,
+        (None, Some(u)) => Some((u.uid, u.gid, u.name.clone(), Vec::new())),
+        (Some(map), user) => {
+            let (name, uid, gid) = match user {
+                Some(u) => (u.name.clone(), u.uid, u.gid),
+                None => ("root".to_string(), 0, 0),
+            };
+            let host = map.host_uid(uid).zip(map.host_gid(gid)).ok_or_else(|| {
+                LauncherError::UserOutsideNamespace {
+                    user: name.clone(),
+                    uid,
+                    count: map.count,
+                }
+            })?;
+            if let Some(u) = user {
+                // Groups the namespace cannot map are dropped, as setgroups
+                // inside it would refuse them.
+                u.groups.retain(|&g| map.host_gid(g).is_some());
+            }
+            Some((host.0, host.1, name, vec![spec.working_dir.clone()]))
+        }
+    };
+    if let Some((uid, gid, name, dirs)) = owner {
+        for path in dirs.iter().chain([&spec.stdout, &spec.stderr]) {
+            sys.chown(path, uid, gid)
                 .map_err(LauncherError::io(format!(
-                    "chowning {} to {}",
+                    "chowning {} to {name} ({uid}:{gid} on the host)",
                     path.display(),
-                    u.name
                 )))?;
         }
     }
@@ -434,6 +475,7 @@ pub(crate) mod testutil {
             user: None,
             limits: Limits::default(),
             security: Default::default(),
+            namespaces: Default::default(),
             bind_filter: None,
         }
     }

@@ -94,6 +94,15 @@ impl Launcher for PosixLauncher {
         if inner.leaders().contains_key(&spec.container_id) {
             return Err(LauncherError::ContainerExists(spec.container_id.clone()));
         }
+        if spec.namespaces != crate::sys::Namespaces::default() {
+            return Err(LauncherError::Io {
+                context: format!("launching container {}", spec.container_id),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::Unsupported,
+                    "namespaces need --launcher=linux",
+                ),
+            });
+        }
         if let Some(program) = &spec.bind_filter {
             // Never run a container without the filter it was promised.
             self.restrict_bind(&spec.container_id, program)?;
@@ -112,6 +121,7 @@ impl Launcher for PosixLauncher {
                 new_session: true,
                 user: prepared.user,
                 security: spec.security.clone(),
+                namespaces: Default::default(),
             })
             .map_err(|source| LauncherError::Spawn {
                 container_id: spec.container_id.clone(),

@@ -136,6 +136,22 @@ fn remove_cgroups(root: &str) {
     }
 }
 
+/// A directory every user may enter, holding `mesos-executor` (hard-linked
+/// when possible, else copied): for executors that run as an unprivileged
+/// host id while the checkout may sit in a private directory (`mktemp -d`).
+pub fn world_reachable_executor() -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().expect("launcher dir");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+        .expect("chmod launcher dir");
+    let source = Path::new(env!("CARGO_BIN_EXE_mesos-executor"));
+    let target = dir.path().join("mesos-executor");
+    if std::fs::hard_link(source, &target).is_err() {
+        std::fs::copy(source, &target).expect("copy mesos-executor");
+    }
+    dir
+}
+
 /// The principal the test agents accept on their HTTP endpoints.
 pub const HTTP_PRINCIPAL: &str = "ops";
 /// Its secret.

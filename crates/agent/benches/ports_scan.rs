@@ -6,6 +6,12 @@
 //! cgroups (a cgroup listing adds one `cgroup.procs` read per container and
 //! controller; see `launcher::cgroups`).
 //!
+//! As root with a cgroup v2 hierarchy (the unified mount of a hybrid host, or
+//! a v2 host), each process also starts in a v2 cgroup of its own, as the
+//! linux launcher puts containers, and the scan is measured a second time
+//! finding listeners by the cgroup sock_diag reports for them (what the agent
+//! does there) instead of reading every descriptor.
+//!
 //! Besides criterion's wall-clock figures, it prints the CPU time per scan
 //! (the thread's own on-CPU time from `/proc/thread-self/schedstat`, kernel
 //! time included), which is what the agent pays every watch interval.
@@ -19,7 +25,8 @@ use std::time::{Duration, Instant};
 use std::hint::black_box;
 
 use criterion::Criterion;
-use mesos_agent::isolators::ports::{collect_listeners, PidLister, PortsState};
+use mesos_agent::isolators::ports::{collect_listeners, CgroupIdLister, PidLister, PortsState};
+use mesos_agent::launcher::cgroups::{Cgroups, Layout};
 use mesos_agent::sys::{RealSyscalls, Syscalls};
 
 const CONTAINERS: usize = 1_000;
@@ -31,6 +38,8 @@ struct Fixture {
     containers: Vec<String>,
     pids: Arc<PidLister>,
     pid_list: Vec<u32>,
+    /// The containers' v2 cgroups, when the host has them.
+    cgroups: Option<(Cgroups, std::path::PathBuf)>,
 }
 
 impl Drop for Fixture {
@@ -39,7 +48,29 @@ impl Drop for Fixture {
             let _ = child.kill();
             let _ = child.wait();
         }
+        if let Some((cgroups, base)) = &self.cgroups {
+            for id in &self.containers {
+                if let Some(dir) = cgroups.v2_dir(id) {
+                    let _ = std::fs::remove_dir(dir);
+                }
+            }
+            let _ = std::fs::remove_dir(base);
+        }
     }
+}
+
+/// One v2 cgroup per container under a root of the bench's own, when this
+/// host has a v2 hierarchy and we are root.
+fn v2_cgroups() -> Option<(Cgroups, std::path::PathBuf)> {
+    if !nix::unistd::geteuid().is_root() {
+        return None;
+    }
+    let layout = Layout::detect_host(std::path::Path::new("/sys/fs/cgroup")).ok()?;
+    let root = format!("mesos_bench_scan_{}", std::process::id());
+    let cgroups = Cgroups::new(layout, &root).ok()?;
+    let base = cgroups.v2_dir("x")?.parent()?.to_path_buf();
+    std::fs::create_dir_all(&base).ok()?;
+    Some((cgroups, base))
 }
 
 fn fixture() -> Fixture {
@@ -53,10 +84,20 @@ fn fixture() -> Fixture {
         .chain(20..=23)
         .map(|fd| format!(" {fd}</dev/null"))
         .collect();
+    let containers: Vec<String> = (0..CONTAINERS).map(|i| format!("container-{i}")).collect();
+    let cgroups = v2_cgroups();
     let mut children = Vec::with_capacity(CONTAINERS);
-    for listener in &listeners {
+    for (listener, id) in listeners.iter().zip(&containers) {
         let port = listener.local_addr().expect("addr").port();
-        let script = format!("exec{nulls} 19<>/dev/tcp/127.0.0.1/{port}; exec sleep 600");
+        // Into its cgroup first, as the launcher's child does before exec.
+        let join = match cgroups.as_ref().and_then(|(c, _)| c.v2_dir(id)) {
+            Some(dir) => {
+                std::fs::create_dir(&dir).expect("create a container cgroup");
+                format!("echo $$ > {}/cgroup.procs; ", dir.display())
+            }
+            None => String::new(),
+        };
+        let script = format!("{join}exec{nulls} 19<>/dev/tcp/127.0.0.1/{port}; exec sleep 600");
         let child = Command::new("/bin/bash")
             .args(["-c", &script])
             .stdin(Stdio::null())
@@ -84,7 +125,6 @@ fn fixture() -> Fixture {
             std::thread::sleep(Duration::from_millis(5));
         }
     }
-    let containers: Vec<String> = (0..CONTAINERS).map(|i| format!("container-{i}")).collect();
     let map: HashMap<String, Vec<u32>> = containers
         .iter()
         .cloned()
@@ -98,6 +138,7 @@ fn fixture() -> Fixture {
         containers,
         pids,
         pid_list,
+        cgroups,
     }
 }
 
@@ -143,9 +184,10 @@ fn raw_fstatat(pids: &[u32]) -> usize {
     sockets
 }
 
-/// One full scan: collect (dump + readlinks + mapping) and check.
-fn scan(f: &Fixture, state: &mut PortsState) -> usize {
-    let listeners = collect_listeners(&RealSyscalls, f.pids.as_ref(), None, &f.containers)
+/// One full scan: collect (dump + readlinks + mapping, or dump + cgroup ids
+/// + mapping) and check.
+fn scan(f: &Fixture, ids: Option<&CgroupIdLister>, state: &mut PortsState) -> usize {
+    let listeners = collect_listeners(&RealSyscalls, f.pids.as_ref(), ids, None, &f.containers)
         .expect("collect listeners");
     state.check(&listeners).len()
 }
@@ -203,7 +245,30 @@ fn main() {
         black_box(raw_fstatat(&f.pid_list));
     });
     let (scan_wall, scan_cpu) = measure(runs, || {
-        black_box(scan(&f, &mut state));
+        black_box(scan(&f, None, &mut state));
+    });
+    let ids: Option<Arc<CgroupIdLister>> = f.cgroups.as_ref().map(|(cgroups, _)| {
+        let cgroups = cgroups.clone();
+        Arc::new(move |id: &str| {
+            cgroups
+                .v2_ids(id)
+                .map_err(|e| std::io::Error::other(e.to_string()))
+        }) as Arc<CgroupIdLister>
+    });
+    let by_cgroup = ids.as_ref().map(|ids| {
+        // Both ways find the same listeners.
+        let walked = collect_listeners(&RealSyscalls, f.pids.as_ref(), None, None, &f.containers);
+        let found = collect_listeners(
+            &RealSyscalls,
+            f.pids.as_ref(),
+            Some(ids.as_ref()),
+            None,
+            &f.containers,
+        );
+        assert_eq!(found.expect("by cgroup"), walked.expect("walked"));
+        measure(runs, || {
+            black_box(scan(&f, Some(ids.as_ref()), &mut state));
+        })
     });
     let raw_cpu = dump_cpu + links_cpu;
     let raw_wall = dump_wall + links_wall;
@@ -218,6 +283,19 @@ fn main() {
         scan_wall.as_secs_f64() / raw_wall.as_secs_f64(),
         scan_cpu.as_secs_f64() / raw_cpu.as_secs_f64()
     );
+    match by_cgroup {
+        Some((wall, cpu)) => {
+            println!("  ports scan by socket cgroup     wall {wall:>10.2?}  cpu {cpu:>10.2?}");
+            println!(
+                "  by cgroup / raw: wall {:.2}x, cpu {:.2}x",
+                wall.as_secs_f64() / raw_wall.as_secs_f64(),
+                cpu.as_secs_f64() / raw_cpu.as_secs_f64()
+            );
+        }
+        None => {
+            println!("  (no cgroup v2 hierarchy or not root: the by-cgroup scan is not measured)")
+        }
+    }
 
     let mut c = Criterion::default()
         .sample_size(20)
@@ -231,8 +309,13 @@ fn main() {
         b.iter(|| black_box(raw_readlinks(&f.pid_list)))
     });
     group.bench_function("scan_1000_containers", |b| {
-        b.iter(|| black_box(scan(&f, &mut state)))
+        b.iter(|| black_box(scan(&f, None, &mut state)))
     });
+    if let Some(ids) = &ids {
+        group.bench_function("scan_1000_containers_by_cgroup", |b| {
+            b.iter(|| black_box(scan(&f, Some(ids.as_ref()), &mut state)))
+        });
+    }
     group.finish();
     c.final_summary();
 }

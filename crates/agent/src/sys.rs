@@ -372,6 +372,9 @@ pub struct ListeningSocket {
     pub addr: std::net::IpAddr,
     /// The local port.
     pub port: u16,
+    /// The cgroup v2 id of the process that created the socket
+    /// (`INET_DIAG_CGROUP_ID`, Linux 5.7+), when the kernel says.
+    pub cgroup_id: Option<u64>,
 }
 
 /// The real system calls.
@@ -1218,6 +1221,27 @@ pub mod sock_diag {
     const HEADER: usize = 16;
     /// `struct inet_diag_msg` up to and including `idiag_inode`.
     const DIAG_MSG: usize = 72;
+    /// The attribute with the socket's cgroup v2 id (a u64).
+    const INET_DIAG_CGROUP_ID: u16 = 21;
+
+    /// The `INET_DIAG_CGROUP_ID` among the attributes (`struct rtattr`s,
+    /// 4-byte aligned) that follow an `inet_diag_msg`.
+    fn cgroup_id(mut attrs: &[u8]) -> Option<u64> {
+        while attrs.len() >= 4 {
+            let len = usize::from(u16::from_ne_bytes([attrs[0], attrs[1]]));
+            let kind = u16::from_ne_bytes([attrs[2], attrs[3]]);
+            if len < 4 || len > attrs.len() {
+                return None;
+            }
+            if kind == INET_DIAG_CGROUP_ID && len >= 12 {
+                let mut id = [0u8; 8];
+                id.copy_from_slice(&attrs[4..12]);
+                return Some(u64::from_ne_bytes(id));
+            }
+            attrs = attrs.get((len + 3) & !3..).unwrap_or(&[]);
+        }
+        None
+    }
 
     /// The request: `nlmsghdr` + `inet_diag_req_v2` for `family`, TCP, LISTEN only.
     pub fn request(family: u8, seq: u32) -> [u8; 72] {
@@ -1288,6 +1312,7 @@ pub mod sock_diag {
                             inode: u64::from(inode),
                             addr,
                             port,
+                            cgroup_id: cgroup_id(&buf[off + HEADER + DIAG_MSG..off + len]),
                         });
                     }
                 }
@@ -1872,6 +1897,47 @@ mod tests {
     }
 
     #[test]
+    fn a_listeners_cgroup_id_attribute_is_read_and_malformed_attributes_are_ignored() {
+        // One SOCK_DIAG_BY_FAMILY message: header, inet_diag_msg, then attributes.
+        let message = |attrs: &[u8]| {
+            let len = 16 + 72 + attrs.len();
+            let mut m = vec![0u8; len];
+            m[0..4].copy_from_slice(&(len as u32).to_ne_bytes());
+            m[4..6].copy_from_slice(&20u16.to_ne_bytes());
+            m[16] = libc::AF_INET as u8;
+            m[20..22].copy_from_slice(&31000u16.to_be_bytes());
+            m[16 + 68..16 + 72].copy_from_slice(&77u32.to_ne_bytes());
+            m[16 + 72..].copy_from_slice(attrs);
+            m
+        };
+        let attr = |kind: u16, data: &[u8]| {
+            let mut a = ((4 + data.len()) as u16).to_ne_bytes().to_vec();
+            a.extend(kind.to_ne_bytes());
+            a.extend(data);
+            while !a.len().is_multiple_of(4) {
+                a.push(0);
+            }
+            a
+        };
+        let mut attrs = attr(5, &[1]);
+        attrs.extend(attr(21, &4242u64.to_ne_bytes()));
+        let mut out = Vec::new();
+        sock_diag::parse(&message(&attrs), &mut out).expect("parsed");
+        assert_eq!(out[0].port, 31000);
+        assert_eq!(out[0].inode, 77);
+        assert_eq!(out[0].cgroup_id, Some(4242));
+        for bad in [
+            attr(21, &[1, 2, 3]),
+            vec![200, 0, 21, 0],
+            vec![0, 0, 21, 0, 9],
+        ] {
+            let mut out = Vec::new();
+            sock_diag::parse(&message(&bad), &mut out).expect("the socket is still listed");
+            assert_eq!(out[0].cgroup_id, None, "{bad:?}");
+        }
+    }
+
+    #[test]
     fn socket_links_give_their_inode_and_nothing_else_does() {
         assert_eq!(parse_socket_link(b"socket:[12345]"), Some(12345));
         assert_eq!(parse_socket_link(b"pipe:[12345]"), None);
@@ -1929,6 +1995,21 @@ mod tests {
                 "our fds link to socket {}",
                 found.inode
             );
+        }
+        // With a cgroup v2 hierarchy, each socket carries its creator's cgroup id,
+        // the inode of that cgroup's directory.
+        let cgroup = std::fs::read_to_string("/proc/self/cgroup").expect("our cgroups");
+        let v2 = cgroup.lines().find_map(|l| l.strip_prefix("0::"));
+        let mount = ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"]
+            .into_iter()
+            .find(|m| std::path::Path::new(m).join("cgroup.controllers").exists());
+        if let (Some(path), Some(mount)) = (v2, mount) {
+            use std::os::unix::fs::MetadataExt;
+            let dir = std::path::Path::new(mount).join(path.trim_start_matches('/'));
+            let ino = std::fs::metadata(&dir).expect("our v2 cgroup").ino();
+            let port = v4.local_addr().expect("addr").port();
+            let ours = listening.iter().find(|s| s.port == port).expect("ours");
+            assert_eq!(ours.cgroup_id, Some(ino), "the id of {}", dir.display());
         }
         // A connected (not listening) socket is not reported.
         let client = std::net::TcpStream::connect(v4.local_addr().expect("addr")).expect("connect");

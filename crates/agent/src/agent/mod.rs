@@ -763,7 +763,9 @@ impl Agent {
 /// The isolators `--isolation` names (validated with the flags). The
 /// `network/ports` isolator lists a container's processes with the launcher.
 fn build_isolators(config: &Config, launcher: &Arc<dyn Launcher>) -> crate::isolators::Isolators {
-    use crate::isolators::ports::{BindRestrictor, NetworkPortsIsolator, PidLister};
+    use crate::isolators::ports::{
+        BindRestrictor, CgroupIdLister, NetworkPortsIsolator, PidLister,
+    };
     let mut list: Vec<Arc<dyn crate::isolators::Isolator>> = Vec::new();
     if let Some(ports) = &config.ports {
         let mut ports = ports.clone();
@@ -798,9 +800,15 @@ fn build_isolators(config: &Config, launcher: &Arc<dyn Launcher>) -> crate::isol
                 .restrict_bind(id, program)
                 .map_err(|e| std::io::Error::other(e.to_string()))
         });
+        let ids = Arc::clone(launcher);
+        let cgroup_ids: Arc<CgroupIdLister> = Arc::new(move |id: &str| {
+            ids.cgroup_ids(id)
+                .map_err(|e| std::io::Error::other(e.to_string()))
+        });
         list.push(Arc::new(
             NetworkPortsIsolator::new(Arc::new(crate::sys::RealSyscalls), pids, ports)
-                .with_bind_restrictor(restrict),
+                .with_bind_restrictor(restrict)
+                .with_cgroup_ids(cgroup_ids),
         ));
     }
     list.extend(cgroups_isolators(config));

@@ -276,26 +276,68 @@ pub type PidLister = dyn Fn(&str) -> std::io::Result<Vec<u32>> + Send + Sync;
 pub type BindRestrictor =
     dyn Fn(&str, &[crate::sys::EbpfInstruction]) -> std::io::Result<()> + Send + Sync;
 
+/// Lists the cgroup v2 ids of a container's cgroup and of those below it
+/// (the launcher's in the agent).
+pub type CgroupIdLister = dyn Fn(&str) -> std::io::Result<Vec<u64>> + Send + Sync;
+
 /// Mesos's `collectContainerListeners`: the listening ports (inside
-/// `isolated`, when given) of each container's processes. Processes and fds
+/// `isolated`, when given) of each container's processes.
+///
+/// With `cgroup_ids` (a cgroup v2 hierarchy, Linux 5.7+), a listener belongs
+/// to the container whose cgroup created it, as sock_diag reports: the cost
+/// follows the listening sockets and the containers, not every descriptor
+/// of every process. A container whose ids cannot be listed, and every
+/// container when the kernel gives no socket cgroups, is looked up as Mesos
+/// does: its processes' `/proc/<pid>/fd` links. (The two differ only for a
+/// listening socket handed into a container from outside, which the walk
+/// counts and the cgroup does not: the agent hands none.) Processes and fds
 /// that vanish meanwhile are skipped; a container whose processes cannot be
 /// listed is logged and skipped.
 pub fn collect_listeners(
     sys: &dyn Syscalls,
     pids: &PidLister,
+    cgroup_ids: Option<&CgroupIdLister>,
     isolated: Option<&PortRanges>,
     containers: &[String],
 ) -> std::io::Result<BTreeMap<String, BTreeSet<u16>>> {
     let mut listeners = BTreeMap::new();
-    let sockets: HashMap<u64, u16> = sys
-        .listening_tcp_sockets()?
-        .into_iter()
-        .map(|s| (s.inode, s.port))
-        .collect();
+    let sockets = sys.listening_tcp_sockets()?;
     if sockets.is_empty() {
         return Ok(listeners);
     }
-    for container_id in containers {
+    let mut walk: Vec<&String> = Vec::new();
+    match cgroup_ids.filter(|_| sockets.iter().all(|s| s.cgroup_id.is_some())) {
+        Some(cgroup_ids) => {
+            let mut owner: HashMap<u64, &String> = HashMap::new();
+            for container_id in containers {
+                match cgroup_ids(container_id) {
+                    Ok(ids) => owner.extend(ids.into_iter().map(|id| (id, container_id))),
+                    Err(e) => {
+                        tracing::debug!(%container_id, "no cgroup ids ({e}); reading /proc instead");
+                        walk.push(container_id);
+                    }
+                }
+            }
+            for socket in &sockets {
+                let Some(container_id) = socket.cgroup_id.and_then(|id| owner.get(&id)) else {
+                    continue;
+                };
+                tracing::debug!(%container_id, port = socket.port, "container {container_id} is listening on port {}", socket.port);
+                if isolated.is_none_or(|r| r.contains(socket.port)) {
+                    listeners
+                        .entry((*container_id).clone())
+                        .or_insert_with(BTreeSet::new)
+                        .insert(socket.port);
+                }
+            }
+        }
+        None => walk.extend(containers),
+    }
+    if walk.is_empty() {
+        return Ok(listeners);
+    }
+    let by_inode: HashMap<u64, u16> = sockets.iter().map(|s| (s.inode, s.port)).collect();
+    for container_id in walk {
         let pids = match pids(container_id) {
             Ok(pids) => pids,
             Err(e) => {
@@ -309,7 +351,7 @@ pub fn collect_listeners(
                 continue;
             };
             for inode in inodes {
-                let Some(&port) = sockets.get(&inode) else {
+                let Some(&port) = by_inode.get(&inode) else {
                     continue;
                 };
                 tracing::debug!(%container_id, pid, port, "PID {pid} in container {container_id} is listening on port {port}");
@@ -328,6 +370,8 @@ pub fn collect_listeners(
 struct Shared {
     sys: Arc<dyn Syscalls>,
     pids: Arc<PidLister>,
+    /// Set where containers have v2 cgroups (see [`collect_listeners`]).
+    cgroup_ids: Option<Arc<CgroupIdLister>>,
     /// Set when bind filters are enforced.
     restrict_bind: Option<Arc<BindRestrictor>>,
     config: PortsConfig,
@@ -350,6 +394,7 @@ impl Shared {
         let listeners = match collect_listeners(
             self.sys.as_ref(),
             self.pids.as_ref(),
+            self.cgroup_ids.as_deref(),
             self.config.isolated.as_ref(),
             &containers,
         ) {
@@ -389,6 +434,7 @@ impl NetworkPortsIsolator {
             shared: Arc::new(Shared {
                 sys,
                 pids,
+                cgroup_ids: None,
                 restrict_bind: None,
                 config,
                 state: Mutex::new(PortsState::default()),
@@ -406,6 +452,15 @@ impl NetworkPortsIsolator {
             if shared.config.enforce_at_bind {
                 shared.restrict_bind = Some(restrict_bind);
             }
+        }
+        self
+    }
+
+    /// Finds each listener's container by the cgroup that created it (see
+    /// [`collect_listeners`]). Call before the isolator is shared.
+    pub fn with_cgroup_ids(mut self, cgroup_ids: Arc<CgroupIdLister>) -> Self {
+        if let Some(shared) = Arc::get_mut(&mut self.shared) {
+            shared.cgroup_ids = Some(cgroup_ids);
         }
         self
     }
@@ -658,7 +713,12 @@ mod tests {
     }
 
     fn listening(inode: u64, addr: IpAddr, port: u16) -> ListeningSocket {
-        ListeningSocket { inode, addr, port }
+        ListeningSocket {
+            inode,
+            addr,
+            port,
+            cgroup_id: None,
+        }
     }
 
     fn scripted() -> Arc<RecordingSyscalls> {
@@ -692,18 +752,85 @@ mod tests {
             Arc::new(move |id: &str| Ok(pids.get(id).cloned().unwrap_or_default()))
         };
         let containers = vec!["c1".to_string(), "c2".to_string(), "gone".to_string()];
-        let all =
-            collect_listeners(sys.as_ref(), lister.as_ref(), None, &containers).expect("collect");
+        let all = collect_listeners(sys.as_ref(), lister.as_ref(), None, None, &containers)
+            .expect("collect");
         assert_eq!(all.len(), 1, "only c1 listens: {all:?}");
         assert_eq!(all["c1"], set(&[8080, 31000]));
         let only = PortRanges::from_ranges([(31000, 32000)]);
-        let some = collect_listeners(sys.as_ref(), lister.as_ref(), Some(&only), &containers)
-            .expect("collect");
+        let some = collect_listeners(
+            sys.as_ref(),
+            lister.as_ref(),
+            None,
+            Some(&only),
+            &containers,
+        )
+        .expect("collect");
         assert_eq!(
             some["c1"],
             set(&[31000]),
             "outside the isolated range: ignored"
         );
+    }
+
+    #[test]
+    fn with_socket_cgroups_listeners_belong_to_the_container_whose_cgroup_made_them() {
+        let sys = Arc::new(RecordingSyscalls::new());
+        let with_cgroup = |inode, port, cgroup| ListeningSocket {
+            cgroup_id: Some(cgroup),
+            ..listening(inode, IpAddr::V4(Ipv4Addr::LOCALHOST), port)
+        };
+        sys.set_listening(vec![
+            with_cgroup(11, 31000, 500),
+            // c1's nested cgroup.
+            with_cgroup(12, 8080, 501),
+            // The host's.
+            with_cgroup(13, 5051, 1),
+            // c3's: its ids cannot be listed, so its processes' fds are read.
+            with_cgroup(14, 9000, 700),
+        ]);
+        sys.set_sockets(300, vec![14]);
+        let walked: Arc<Mutex<Vec<String>>> = Arc::default();
+        let seen = Arc::clone(&walked);
+        let lister: Arc<PidLister> = Arc::new(move |id: &str| {
+            seen.lock().expect("lock").push(id.to_string());
+            Ok(if id == "c3" { vec![300] } else { vec![] })
+        });
+        let ids: Arc<CgroupIdLister> = Arc::new(|id: &str| match id {
+            "c1" => Ok(vec![500, 501]),
+            "c2" => Ok(vec![600]),
+            _ => Err(std::io::Error::from(std::io::ErrorKind::NotFound)),
+        });
+        let containers = vec!["c1".to_string(), "c2".to_string(), "c3".to_string()];
+        let all = collect_listeners(
+            sys.as_ref(),
+            lister.as_ref(),
+            Some(ids.as_ref()),
+            None,
+            &containers,
+        )
+        .expect("collect");
+        assert_eq!(all.len(), 2, "{all:?}");
+        assert_eq!(all["c1"], set(&[8080, 31000]));
+        assert_eq!(all["c3"], set(&[9000]));
+        assert_eq!(
+            *walked.lock().expect("lock"),
+            vec!["c3".to_string()],
+            "only c3's /proc is read"
+        );
+
+        // A kernel that gives no socket cgroups: every container is walked.
+        sys.set_listening(vec![listening(14, IpAddr::V4(Ipv4Addr::LOCALHOST), 9000)]);
+        walked.lock().expect("lock").clear();
+        let all = collect_listeners(
+            sys.as_ref(),
+            lister.as_ref(),
+            Some(ids.as_ref()),
+            None,
+            &containers,
+        )
+        .expect("collect");
+        assert_eq!(all["c3"], set(&[9000]));
+        assert_eq!(walked.lock().expect("lock").len(), 3);
     }
 
     #[tokio::test]

@@ -321,8 +321,8 @@ pub struct Cgroups {
 }
 
 impl Cgroups {
-    /// Container cgroups under `root` (already validated) in `layout`.
-    pub(crate) fn new(layout: Layout, root: &str) -> Result<Self, LauncherError> {
+    /// Container cgroups under `root` in `layout`; an unusable `root` is an error.
+    pub fn new(layout: Layout, root: &str) -> Result<Self, LauncherError> {
         validate_root(root)?;
         Ok(Self {
             layout,
@@ -410,6 +410,26 @@ impl Cgroups {
                 .map(|u| u.join(&self.root).join(container_id)),
             Layout::V2 { .. } => Some(self.primary_dir(container_id)),
         }
+    }
+
+    /// The ids of the container's v2 cgroup and those below it (a cgroup's id
+    /// is its directory's inode number).
+    pub fn v2_ids(&self, container_id: &str) -> Result<Vec<u64>, LauncherError> {
+        use std::os::unix::fs::MetadataExt;
+        let dir = self.v2_dir(container_id).ok_or_else(|| LauncherError::Io {
+            context: format!("listing the cgroup ids of container {container_id}"),
+            source: io::Error::new(io::ErrorKind::Unsupported, "no cgroup v2 hierarchy"),
+        })?;
+        let root = std::fs::metadata(&dir)
+            .map_err(LauncherError::io(format!("reading {}", dir.display())))?;
+        let mut ids = vec![root.ino()];
+        for cgroup in tree(&dir).into_iter().skip(1) {
+            // A cgroup removed meanwhile holds nothing.
+            if let Ok(m) = std::fs::metadata(&cgroup) {
+                ids.push(m.ino());
+            }
+        }
+        Ok(ids)
     }
 
     /// Whether any of the container's cgroups exists.

@@ -280,6 +280,11 @@ impl Launcher for LinuxLauncher {
         self.inner.cgroups.pids(container_id)
     }
 
+    fn cgroup_ids(&self, container_id: &str) -> Result<Vec<u64>, LauncherError> {
+        validate_container_id(container_id)?;
+        self.inner.cgroups.v2_ids(container_id)
+    }
+
     fn bind_filter_support(&self) -> Result<(), String> {
         if let Some(problem) = bind_filter_layout_problem(self.inner.cgroups.layout()) {
             return Err(problem);

@@ -279,6 +279,18 @@ pub trait Launcher: Send + Sync + 'static {
         })
     }
 
+    /// The cgroup v2 ids of the container's cgroup and those below it (what
+    /// sock_diag reports as a socket's cgroup), for the `network/ports` scan.
+    fn cgroup_ids(&self, container_id: &str) -> Result<Vec<u64>, LauncherError> {
+        Err(LauncherError::Io {
+            context: format!("listing the cgroup ids of container {container_id}"),
+            source: std::io::Error::new(
+                std::io::ErrorKind::Unsupported,
+                format!("the {} launcher has no cgroups", self.name()),
+            ),
+        })
+    }
+
     /// After an agent restart: re-adopts `alive` (container id, executor pid) and
     /// returns the ids of orphan containers (found under the cgroup root, not in
     /// `alive`) for the agent to destroy. The posix launcher finds no orphans.

@@ -285,6 +285,34 @@ async fn the_default_seccomp_profile_refuses_keyctl_and_unconfined_lifts_it() {
 }
 
 #[tokio::test]
+async fn the_default_seccomp_profile_refuses_clone_into_new_namespaces_while_threads_and_forks_work(
+) {
+    if !runnable() || !cfg!(target_arch = "x86_64") {
+        return;
+    }
+    let mut c = cluster(&[]).await;
+    // clone(CLONE_NEWUSER | SIGCHLD) and clone(CLONE_NEWNET | SIGCHLD) fail with
+    // EPERM; clone3 with ENOSYS (so the C library falls back to clone); a
+    // thread and a plain fork still start.
+    let command = format!(
+        "{PYTHON} -c 'import ctypes,os,sys,threading\n\
+         libc = ctypes.CDLL(None, use_errno=True)\n\
+         def clone(flags):\n  r = libc.syscall(56, flags | 17, 0, 0, 0, 0)\n  if r == 0: os._exit(0)\n  return r, ctypes.get_errno()\n\
+         assert clone(0x10000000) == (-1, 1), clone(0x10000000)\n\
+         assert clone(0x40000000) == (-1, 1), clone(0x40000000)\n\
+         r = libc.syscall(435, 0, 0)\n\
+         assert (r, ctypes.get_errno()) == (-1, 38), r\n\
+         t = threading.Thread(target=lambda: None); t.start(); t.join()\n\
+         pid = os.fork()\n\
+         if pid == 0: os._exit(7)\n\
+         assert os.waitpid(pid, 0)[1] >> 8 == 7\n'"
+    );
+    c.run(command_task("no-new-namespaces", "S1", &command));
+    let update = c.terminal(v1::TaskState::TaskFinished).await;
+    assert_eq!(update.status.task_id.value, "no-new-namespaces");
+}
+
+#[tokio::test]
 async fn a_task_names_a_profile_of_the_config_dir_whose_kill_action_kills_it() {
     if !runnable() || !cfg!(target_arch = "x86_64") {
         return;

@@ -38,8 +38,9 @@ pub enum Action {
     Kill,
     /// `SCMP_ACT_TRAP`: SIGSYS.
     Trap,
-    /// `SCMP_ACT_ERRNO`: the call fails with EPERM.
-    Errno,
+    /// `SCMP_ACT_ERRNO`: the call fails with this errno (the entry's
+    /// `errnoRet`, the profile's `defaultErrnoRet`, else EPERM).
+    Errno(u32),
     /// `SCMP_ACT_TRACE`: a tracer is notified.
     Trace,
     /// `SCMP_ACT_ALLOW`.
@@ -47,11 +48,12 @@ pub enum Action {
 }
 
 impl Action {
-    fn parse(text: &str) -> Option<Self> {
+    /// `text` (`SCMP_ACT_*`); an ERRNO action fails with `errno`.
+    fn parse(text: &str, errno: u32) -> Option<Self> {
         Some(match text {
             "SCMP_ACT_KILL" => Action::Kill,
             "SCMP_ACT_TRAP" => Action::Trap,
-            "SCMP_ACT_ERRNO" => Action::Errno,
+            "SCMP_ACT_ERRNO" => Action::Errno(errno),
             "SCMP_ACT_TRACE" => Action::Trace,
             "SCMP_ACT_ALLOW" => Action::Allow,
             _ => return None,
@@ -63,7 +65,7 @@ impl Action {
         match self {
             Action::Kill => A::KillProcess,
             Action::Trap => A::Trap,
-            Action::Errno => A::Errno(libc::EPERM as u32),
+            Action::Errno(errno) => A::Errno(errno),
             Action::Trace => A::Trace(0),
             Action::Allow => A::Allow,
         }
@@ -180,6 +182,20 @@ fn parse_arg(value: &Value) -> Result<Arg, String> {
     })
 }
 
+/// The errno an ERRNO action gives when none is named.
+const EPERM: u32 = libc::EPERM as u32;
+
+/// `errnoRet` / `defaultErrnoRet` (Docker's, optional): an errno from 1 to 4095.
+fn errno_ret(object: &Value, key: &str) -> Result<Option<u32>, String> {
+    match object.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => match v.as_u64() {
+            Some(n @ 1..=4095) => Ok(Some(n as u32)),
+            _ => Err(format!("'{key}' must be an errno between 1 and 4095")),
+        },
+    }
+}
+
 impl SeccompProfile {
     /// Parses `text`; errors read `seccomp profile <name>: syscalls[3]: ...`.
     pub fn parse(name: &str, text: &str) -> Result<Self, String> {
@@ -190,7 +206,8 @@ impl SeccompProfile {
             .get("defaultAction")
             .and_then(Value::as_str)
             .ok_or_else(|| fail("missing 'defaultAction'".into()))?;
-        let default_action = Action::parse(default_action)
+        let default_errno = errno_ret(&root, "defaultErrnoRet").map_err(&fail)?;
+        let default_action = Action::parse(default_action, default_errno.unwrap_or(EPERM))
             .ok_or_else(|| fail(format!("unknown action '{default_action}'")))?;
         if let Some(map) = root.get("archMap").filter(|v| !v.is_null()) {
             let map = map
@@ -223,7 +240,8 @@ impl SeccompProfile {
             let action_text = entry["action"]
                 .as_str()
                 .ok_or_else(|| fail("'action' must be a string".into()))?;
-            let action = Action::parse(action_text)
+            let errno = errno_ret(entry, "errnoRet").map_err(&fail)?;
+            let action = Action::parse(action_text, errno.or(default_errno).unwrap_or(EPERM))
                 .ok_or_else(|| fail(format!("unknown action '{action_text}'")))?;
             let args = match &entry["args"] {
                 Value::Null => Vec::new(),
@@ -362,7 +380,13 @@ impl SeccompProfile {
                 SeccompAction::Allow,
             )?;
         }
-        for action in [Action::Kill, Action::Trap, Action::Errno, Action::Trace] {
+        let mut actions: Vec<Action> = Vec::new();
+        for e in &selected {
+            if e.action != Action::Allow && !actions.contains(&e.action) {
+                actions.push(e.action);
+            }
+        }
+        for action in actions {
             let mut map = BTreeMap::new();
             for e in selected.iter().filter(|e| e.action == action) {
                 add(&mut map, e).map_err(fail)?;
@@ -504,15 +528,19 @@ mod tests {
     }
 
     #[test]
-    fn the_built_in_profile_parses_and_compiles_to_one_errno_filter() {
+    fn the_built_in_profile_parses_and_compiles_to_one_filter_per_errno() {
         let profile = SeccompProfile::parse("default.json", DEFAULT_PROFILE).expect("valid");
         assert_eq!(profile.default_action, Action::Allow);
         let keyctl = syscall_number("keyctl").expect("keyctl");
         assert!(profile.entries[0].syscalls.contains(&keyctl));
         let programs = profile.compile(0).expect("compiles");
-        assert_eq!(programs.len(), 2, "the x32 guard, then the ERRNO filter");
+        assert_eq!(
+            programs.len(),
+            3,
+            "the x32 guard, then the EPERM filter and clone3's ENOSYS one"
+        );
         assert_eq!(programs[0], x32_guard());
-        assert!(!programs[1].is_empty());
+        assert!(programs[1..].iter().all(|p| !p.is_empty()));
     }
 
     #[test]
@@ -590,5 +618,43 @@ mod tests {
             with[1].len() > without[1].len(),
             "ptrace is allowed only with CAP_SYS_PTRACE"
         );
+    }
+
+    #[test]
+    fn errno_ret_names_the_errno_and_a_bad_one_is_refused_naming_the_entry() {
+        let profile = SeccompProfile::parse(
+            "p.json",
+            r#"{"defaultAction":"SCMP_ACT_ALLOW","defaultErrnoRet":13,"syscalls":[
+                {"names":["clone3"],"action":"SCMP_ACT_ERRNO","errnoRet":38,"args":null,"includes":{},"excludes":{}},
+                {"names":["keyctl"],"action":"SCMP_ACT_ERRNO","args":null,"includes":{},"excludes":{}}]}"#,
+        )
+        .expect("valid");
+        let actions: Vec<Action> = profile.entries.iter().map(|e| e.action).collect();
+        assert_eq!(actions, vec![Action::Errno(38), Action::Errno(13)]);
+        assert_eq!(
+            profile.compile(u64::MAX).expect("compiles").len(),
+            3,
+            "the x32 guard and one program per errno"
+        );
+        let err = SeccompProfile::parse(
+            "p.json",
+            r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[
+                {"names":["clone3"],"action":"SCMP_ACT_ERRNO","errnoRet":0,"args":null,"includes":{},"excludes":{}}]}"#,
+        )
+        .expect_err("errno 0");
+        assert_eq!(
+            err,
+            "seccomp profile p.json: syscalls[0]: 'errnoRet' must be an errno between 1 and 4095"
+        );
+    }
+
+    #[test]
+    fn the_built_in_profile_refuses_clone3_with_enosys() {
+        let profile = SeccompProfile::parse("default.json", DEFAULT_PROFILE).expect("built in");
+        let clone3 = syscall_number("clone3").expect("clone3");
+        assert!(profile
+            .entries
+            .iter()
+            .any(|e| e.syscalls == [clone3] && e.action == Action::Errno(libc::ENOSYS as u32)));
     }
 }

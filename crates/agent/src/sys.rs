@@ -881,12 +881,17 @@ impl Syscalls for RealSyscalls {
                 )
             });
         }
-        let spawned = cmd.spawn();
+        let mut spawned = cmd.spawn();
         if let Some((thread, ready_write, go_read)) = mapper {
             // The child has exec'd or failed: an unfinished mapper sees EOF.
             drop((ready_write, go_read));
             if let Ok(Err(e)) = thread.join() {
-                tracing::warn!("user namespace id maps: {e}");
+                // The child stopped for want of its maps: say why.
+                if spawned.is_err() {
+                    spawned = Err(e);
+                } else {
+                    tracing::warn!("user namespace id maps: {e}");
+                }
             }
         }
         let Some((pid_read, pid_write)) = pid_pipe else {

@@ -15,7 +15,7 @@
 //! ([`super::bind_filter`]) from before its executor starts, and the kernel
 //! refuses the `bind()` itself; the scan stays as a second line.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -280,23 +280,114 @@ pub type BindRestrictor =
 /// (the launcher's in the agent).
 pub type CgroupIdLister = dyn Fn(&str) -> std::io::Result<Vec<u64>> + Send + Sync;
 
+/// Which container each socket cgroup belongs to, kept between scans: cgroup
+/// ids are never reused, so a cgroup id once known to be a container's (or
+/// nobody's) stays so. A container's cgroups are listed when it is first
+/// seen, and every container's again only when a listener comes from a
+/// cgroup not known yet (a new container's, or one a task made below its
+/// own); a scan of unchanged containers makes no system call beyond the dump.
+pub struct CgroupOwners {
+    lister: Arc<CgroupIdLister>,
+    /// Container -> the ids of its cgroup and those below it.
+    ids: HashMap<String, Vec<u64>>,
+    /// Cgroup id -> its container.
+    owner: HashMap<u64, String>,
+    /// Ids known to be no container's (the host's), as of the last listing.
+    foreign: HashSet<u64>,
+}
+
+impl CgroupOwners {
+    /// Owners found with `lister`.
+    pub fn new(lister: Arc<CgroupIdLister>) -> Self {
+        Self {
+            lister,
+            ids: HashMap::new(),
+            owner: HashMap::new(),
+            foreign: HashSet::new(),
+        }
+    }
+
+    /// Lists the container's cgroups again.
+    fn refresh(&mut self, container_id: &str) -> std::io::Result<()> {
+        let ids = (self.lister)(container_id)?;
+        for id in &ids {
+            self.owner.insert(*id, container_id.to_string());
+        }
+        self.ids.insert(container_id.to_string(), ids);
+        Ok(())
+    }
+
+    /// Brings the owners up to date for `containers` and the cgroups of
+    /// `sockets`; returns the containers whose cgroups cannot be listed.
+    fn update<'a>(
+        &mut self,
+        containers: &'a [String],
+        sockets: &[crate::sys::ListeningSocket],
+    ) -> Vec<&'a String> {
+        let wanted: HashSet<&str> = containers.iter().map(String::as_str).collect();
+        let gone: Vec<String> = self
+            .ids
+            .keys()
+            .filter(|c| !wanted.contains(c.as_str()))
+            .cloned()
+            .collect();
+        for container_id in gone {
+            for id in self.ids.remove(&container_id).unwrap_or_default() {
+                self.owner.remove(&id);
+            }
+        }
+        let mut unlisted = Vec::new();
+        for container_id in containers {
+            if !self.ids.contains_key(container_id) {
+                if let Err(e) = self.refresh(container_id) {
+                    tracing::debug!(%container_id, "no cgroup ids ({e}); reading /proc instead");
+                    unlisted.push(container_id);
+                }
+            }
+        }
+        let unknown = |owners: &Self| -> Vec<u64> {
+            sockets
+                .iter()
+                .filter_map(|s| s.cgroup_id)
+                .filter(|id| !owners.owner.contains_key(id) && !owners.foreign.contains(id))
+                .collect()
+        };
+        if !unknown(self).is_empty() {
+            let listed: Vec<String> = self.ids.keys().cloned().collect();
+            for container_id in listed {
+                if self.refresh(&container_id).is_err() {
+                    // Its cgroup is gone: it holds nothing any more.
+                    if let Some(ids) = self.ids.remove(&container_id) {
+                        for id in ids {
+                            self.owner.remove(&id);
+                        }
+                    }
+                }
+            }
+            let still = unknown(self);
+            self.foreign.extend(still);
+        }
+        unlisted
+    }
+}
+
 /// Mesos's `collectContainerListeners`: the listening ports (inside
 /// `isolated`, when given) of each container's processes.
 ///
-/// With `cgroup_ids` (a cgroup v2 hierarchy, Linux 5.7+), a listener belongs
-/// to the container whose cgroup created it, as sock_diag reports: the cost
-/// follows the listening sockets and the containers, not every descriptor
-/// of every process. A container whose ids cannot be listed, and every
-/// container when the kernel gives no socket cgroups, is looked up as Mesos
-/// does: its processes' `/proc/<pid>/fd` links. (The two differ only for a
-/// listening socket handed into a container from outside, which the walk
-/// counts and the cgroup does not: the agent hands none.) Processes and fds
-/// that vanish meanwhile are skipped; a container whose processes cannot be
-/// listed is logged and skipped.
+/// With `owners` (a cgroup v2 hierarchy, Linux 5.7+), a listener belongs to
+/// the container whose cgroup created it, as sock_diag reports: the cost
+/// follows the listening sockets, not every descriptor of every process. A
+/// container whose cgroups cannot be listed, and every container when the
+/// kernel gives no socket cgroups, is looked up as Mesos does: its
+/// processes' `/proc/<pid>/fd` links. (The two differ only for a listening
+/// socket handed into a container from outside, which the walk counts and
+/// the cgroup does not: the agent hands none.) Processes and fds that vanish
+/// meanwhile are skipped; a container whose processes cannot be listed is
+/// logged and skipped.
 pub fn collect_listeners(
     sys: &dyn Syscalls,
     pids: &PidLister,
-    cgroup_ids: Option<&CgroupIdLister>,
+    owners: Option<&mut CgroupOwners>,
     isolated: Option<&PortRanges>,
     containers: &[String],
 ) -> std::io::Result<BTreeMap<String, BTreeSet<u16>>> {
@@ -306,26 +397,18 @@ pub fn collect_listeners(
         return Ok(listeners);
     }
     let mut walk: Vec<&String> = Vec::new();
-    match cgroup_ids.filter(|_| sockets.iter().all(|s| s.cgroup_id.is_some())) {
-        Some(cgroup_ids) => {
-            let mut owner: HashMap<u64, &String> = HashMap::new();
-            for container_id in containers {
-                match cgroup_ids(container_id) {
-                    Ok(ids) => owner.extend(ids.into_iter().map(|id| (id, container_id))),
-                    Err(e) => {
-                        tracing::debug!(%container_id, "no cgroup ids ({e}); reading /proc instead");
-                        walk.push(container_id);
-                    }
-                }
-            }
+    match owners.filter(|_| sockets.iter().all(|s| s.cgroup_id.is_some())) {
+        Some(owners) => {
+            walk = owners.update(containers, &sockets);
             for socket in &sockets {
-                let Some(container_id) = socket.cgroup_id.and_then(|id| owner.get(&id)) else {
+                let Some(container_id) = socket.cgroup_id.and_then(|id| owners.owner.get(&id))
+                else {
                     continue;
                 };
                 tracing::debug!(%container_id, port = socket.port, "container {container_id} is listening on port {}", socket.port);
                 if isolated.is_none_or(|r| r.contains(socket.port)) {
                     listeners
-                        .entry((*container_id).clone())
+                        .entry(container_id.clone())
                         .or_insert_with(BTreeSet::new)
                         .insert(socket.port);
                 }
@@ -371,7 +454,7 @@ struct Shared {
     sys: Arc<dyn Syscalls>,
     pids: Arc<PidLister>,
     /// Set where containers have v2 cgroups (see [`collect_listeners`]).
-    cgroup_ids: Option<Arc<CgroupIdLister>>,
+    owners: Option<Mutex<CgroupOwners>>,
     /// Set when bind filters are enforced.
     restrict_bind: Option<Arc<BindRestrictor>>,
     config: PortsConfig,
@@ -391,10 +474,14 @@ impl Shared {
         if containers.is_empty() {
             return;
         }
+        let mut owners = self
+            .owners
+            .as_ref()
+            .map(|o| o.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
         let listeners = match collect_listeners(
             self.sys.as_ref(),
             self.pids.as_ref(),
-            self.cgroup_ids.as_deref(),
+            owners.as_deref_mut(),
             self.config.isolated.as_ref(),
             &containers,
         ) {
@@ -434,7 +521,7 @@ impl NetworkPortsIsolator {
             shared: Arc::new(Shared {
                 sys,
                 pids,
-                cgroup_ids: None,
+                owners: None,
                 restrict_bind: None,
                 config,
                 state: Mutex::new(PortsState::default()),
@@ -460,7 +547,7 @@ impl NetworkPortsIsolator {
     /// [`collect_listeners`]). Call before the isolator is shared.
     pub fn with_cgroup_ids(mut self, cgroup_ids: Arc<CgroupIdLister>) -> Self {
         if let Some(shared) = Arc::get_mut(&mut self.shared) {
-            shared.cgroup_ids = Some(cgroup_ids);
+            shared.owners = Some(Mutex::new(CgroupOwners::new(cgroup_ids)));
         }
         self
     }
@@ -801,10 +888,11 @@ mod tests {
             _ => Err(std::io::Error::from(std::io::ErrorKind::NotFound)),
         });
         let containers = vec!["c1".to_string(), "c2".to_string(), "c3".to_string()];
+        let mut owners = CgroupOwners::new(ids);
         let all = collect_listeners(
             sys.as_ref(),
             lister.as_ref(),
-            Some(ids.as_ref()),
+            Some(&mut owners),
             None,
             &containers,
         )
@@ -824,13 +912,71 @@ mod tests {
         let all = collect_listeners(
             sys.as_ref(),
             lister.as_ref(),
-            Some(ids.as_ref()),
+            Some(&mut owners),
             None,
             &containers,
         )
         .expect("collect");
         assert_eq!(all["c3"], set(&[9000]));
         assert_eq!(walked.lock().expect("lock").len(), 3);
+    }
+
+    #[test]
+    fn cgroups_are_listed_once_per_container_and_again_only_for_a_cgroup_not_known_yet() {
+        let sys = Arc::new(RecordingSyscalls::new());
+        let socket = |inode, port, cgroup| ListeningSocket {
+            cgroup_id: Some(cgroup),
+            ..listening(inode, IpAddr::V4(Ipv4Addr::LOCALHOST), port)
+        };
+        let tree: Arc<Mutex<BTreeMap<String, Vec<u64>>>> = Arc::new(Mutex::new(
+            [("c1".to_string(), vec![500]), ("c2".to_string(), vec![600])].into(),
+        ));
+        let listed: Arc<Mutex<Vec<String>>> = Arc::default();
+        let (t, l) = (Arc::clone(&tree), Arc::clone(&listed));
+        let ids: Arc<CgroupIdLister> = Arc::new(move |id: &str| {
+            l.lock().expect("lock").push(id.to_string());
+            t.lock()
+                .expect("lock")
+                .get(id)
+                .cloned()
+                .ok_or_else(|| std::io::ErrorKind::NotFound.into())
+        });
+        let lister: Arc<PidLister> = Arc::new(|_: &str| Ok(vec![]));
+        let containers = vec!["c1".to_string(), "c2".to_string()];
+        let mut owners = CgroupOwners::new(ids);
+        let mut scan = |sockets: Vec<ListeningSocket>| {
+            sys.set_listening(sockets);
+            collect_listeners(
+                sys.as_ref(),
+                lister.as_ref(),
+                Some(&mut owners),
+                None,
+                &containers,
+            )
+            .expect("collect")
+        };
+        // The host's listener (cgroup 1) is unknown at first: one more listing.
+        let found = scan(vec![socket(1, 31000, 500), socket(2, 22, 1)]);
+        assert_eq!(found["c1"], set(&[31000]));
+        assert_eq!(
+            listed.lock().expect("lock").len(),
+            4,
+            "each container, then all again for cgroup 1"
+        );
+        listed.lock().expect("lock").clear();
+        let found = scan(vec![socket(1, 31000, 500), socket(2, 22, 1)]);
+        assert_eq!(found.len(), 1);
+        assert!(
+            listed.lock().expect("lock").is_empty(),
+            "nothing new: no listing at all"
+        );
+        // c2's task makes a cgroup below its own and listens from there.
+        tree.lock()
+            .expect("lock")
+            .insert("c2".into(), vec![600, 601]);
+        let found = scan(vec![socket(1, 31000, 500), socket(3, 8080, 601)]);
+        assert_eq!(found["c2"], set(&[8080]), "found after listing again");
+        assert_eq!(listed.lock().expect("lock").len(), 2);
     }
 
     #[tokio::test]

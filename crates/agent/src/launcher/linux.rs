@@ -98,6 +98,11 @@ async fn kill_container(inner: &Inner, container_id: &str) -> Result<(), Launche
             }
         }
     };
+    // Nothing left (the executor exited and took its tasks along): nothing
+    // can fork either, so there is nothing to freeze or kill.
+    if cgroups.pids(container_id)?.is_empty() {
+        return Ok(());
+    }
     // An orphan may have lost its freezer cgroup (but not, say, its memory one):
     // then there is nothing to freeze, only processes to kill.
     let freezable = cgroups.primary_dir(container_id).is_dir();

@@ -195,6 +195,9 @@ async fn serve_connection<S: Stream>(
         });
     let connection = hyper::server::conn::http1::Builder::new()
         .keep_alive(true)
+        // Answers to pipelined requests (libprocess messages from a busy
+        // peer) go out in one write.
+        .pipeline_flush(true)
         .serve_connection(TokioIo::new(stream), service)
         .with_upgrades();
     if let Err(e) = connection.await {

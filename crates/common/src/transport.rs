@@ -5,10 +5,13 @@
 //!
 //! Outbound: one persistent connection and one ordered queue per peer
 //! address, so messages to a peer arrive in the order they were sent.
+//! Requests are pipelined (queued messages are written together, up to
+//! `WINDOW` unanswered), so a busy peer costs a write per batch rather
+//! than a round trip per message.
 //! Inbound: [`MessageLayer`] recognises messages among ordinary HTTP requests
 //! and hands them to a [`MessageSink`].
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -16,8 +19,7 @@ use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http::{header, Method, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
-use hyper_util::rt::TokioIo;
+use http_body_util::{BodyExt, Limited};
 use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, CONTROLS};
 use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
@@ -73,6 +75,8 @@ struct Outgoing {
     to: Upid,
     name: String,
     body: Bytes,
+    /// Times written to a connection.
+    attempts: u8,
 }
 
 impl Default for Transport {
@@ -112,6 +116,7 @@ impl Transport {
             to: to.clone(),
             name,
             body,
+            attempts: 0,
         };
         let mut peers = self.inner.peers.lock().unwrap_or_else(|p| p.into_inner());
         let sender = peers.entry(address.clone()).or_insert_with(|| {
@@ -152,73 +157,334 @@ impl Transport {
     }
 }
 
-type Connection = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+/// Messages written to one connection and not yet answered, at most.
+/// Small enough that the peer can always write every pending answer
+/// (~100 bytes each) into its socket buffer while we are still writing,
+/// so writing never waits on a peer that waits on us.
+const WINDOW: usize = 256;
+
+/// Requests joined into one write, at most (bytes; a larger message goes
+/// alone).
+const MAX_BATCH: usize = 256 * 1024;
+
+/// One open connection to a peer. Requests are pipelined: written back to
+/// back without waiting for the previous answer, as HTTP/1.1 allows; a
+/// reader task matches the answers to the messages in order.
+struct PeerConnection {
+    writer: tokio::io::WriteHalf<crate::net::BoxStream>,
+    /// Written and not yet answered, oldest first.
+    unanswered: Arc<Mutex<VecDeque<Outgoing>>>,
+    /// One permit per message that may still be written.
+    window: Arc<tokio::sync::Semaphore>,
+    /// Becomes true when the reader stops (peer closed, error, garbage).
+    dead: tokio::sync::watch::Receiver<bool>,
+    /// A write failed.
+    failed: bool,
+    reader: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for PeerConnection {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
+}
+
+impl PeerConnection {
+    async fn open(connector: &SharedConnector, address: &str) -> Option<Self> {
+        let stream = connector.connect(address.to_string()).await.ok()?;
+        let (reader, writer) = tokio::io::split(stream);
+        let unanswered = Arc::new(Mutex::new(VecDeque::new()));
+        let window = Arc::new(tokio::sync::Semaphore::new(WINDOW));
+        let (dead_tx, dead) = tokio::sync::watch::channel(false);
+        let reader = tokio::spawn(read_answers(
+            reader,
+            address.to_string(),
+            unanswered.clone(),
+            window.clone(),
+            dead_tx,
+        ));
+        Some(Self {
+            writer,
+            unanswered,
+            window,
+            dead,
+            failed: false,
+            reader,
+        })
+    }
+
+    fn is_dead(&self) -> bool {
+        self.failed || *self.dead.borrow()
+    }
+
+    fn has_unanswered(&self) -> bool {
+        !lock(&self.unanswered).is_empty()
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Reads the peer's answers, one per written message, until the
+/// connection ends; then marks it dead and closes the window.
+async fn read_answers(
+    mut reader: tokio::io::ReadHalf<crate::net::BoxStream>,
+    address: String,
+    unanswered: Arc<Mutex<VecDeque<Outgoing>>>,
+    window: Arc<tokio::sync::Semaphore>,
+    dead: tokio::sync::watch::Sender<bool>,
+) {
+    let mut buf = bytes::BytesMut::with_capacity(4096);
+    'read: loop {
+        loop {
+            match parse_answer(&buf) {
+                Ok(Some((status, consumed))) => {
+                    let _ = buf.split_to(consumed);
+                    if (100..200).contains(&status) {
+                        continue; // Informational; the real answer follows.
+                    }
+                    let Some(message) = lock(&unanswered).pop_front() else {
+                        tracing::debug!(peer = %address, "answer to no message; closing");
+                        break 'read;
+                    };
+                    if status != StatusCode::ACCEPTED.as_u16() {
+                        tracing::debug!(peer = %address, message = %message.name, status, "message not accepted");
+                    }
+                    window.add_permits(1);
+                }
+                Ok(None) if buf.len() > MAX_ANSWER => {
+                    tracing::debug!(peer = %address, "answer longer than {MAX_ANSWER} bytes; closing");
+                    break 'read;
+                }
+                Ok(None) => break,
+                Err(reason) => {
+                    tracing::debug!(peer = %address, "unreadable answer: {reason}");
+                    break 'read;
+                }
+            }
+        }
+        buf.reserve(4096);
+        match reader.read_buf(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+    }
+    window.close();
+    let _ = dead.send(true);
+}
+
+/// The largest answer (head and body) a peer may send to a message: a
+/// 202 is ~100 bytes and an error a line of text, so anything near this is
+/// a broken or hostile peer, and the connection is closed rather than
+/// buffered without end.
+pub const MAX_ANSWER: usize = 64 * 1024;
+
+/// One complete answer to a message at the start of `buf` (what a peer
+/// wrote back): its status and length, or `None` if more bytes are needed.
+/// Bodies are skipped (Content-Length or chunked); an answer whose body runs
+/// to the end of the connection, or that is longer than [`MAX_ANSWER`], is
+/// an error, since the connection cannot carry the next one.
+pub fn parse_answer(buf: &[u8]) -> Result<Option<(u16, usize)>, String> {
+    let mut headers = [httparse::EMPTY_HEADER; 32];
+    let mut response = httparse::Response::new(&mut headers);
+    let head = match response.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(e) => return Err(e.to_string()),
+    };
+    let status = response.code.unwrap_or_default();
+    if (100..200).contains(&status) || status == 204 || status == 304 {
+        return Ok(Some((status, head)));
+    }
+    let mut length = None;
+    let mut chunked = false;
+    for h in response.headers.iter() {
+        if h.name.eq_ignore_ascii_case("content-length") {
+            let text = std::str::from_utf8(h.value).map_err(|_| "bad content-length")?;
+            length = Some(
+                text.trim()
+                    .parse::<usize>()
+                    .map_err(|_| "bad content-length")?,
+            );
+        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+            chunked = h
+                .value
+                .rsplit(|b| *b == b',')
+                .next()
+                .is_some_and(|last| last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+        }
+    }
+    if chunked {
+        return Ok(skip_chunks(&buf[head..])?.map(|n| (status, head + n)));
+    }
+    let Some(length) = length else {
+        return Err(format!("answer {status} without a length"));
+    };
+    if head.saturating_add(length) > MAX_ANSWER {
+        return Err(format!("answer {status} of {length} bytes is too long"));
+    }
+    Ok((buf.len() - head >= length).then_some((status, head + length)))
+}
+
+/// Length of a complete chunked body at the start of `buf`, trailers
+/// included, or `None` if more bytes are needed.
+fn skip_chunks(buf: &[u8]) -> Result<Option<usize>, String> {
+    let mut at = 0;
+    loop {
+        let Some(eol) = find_crlf(&buf[at..]) else {
+            return Ok(None);
+        };
+        let line = &buf[at..at + eol];
+        let size_text = line.split(|b| *b == b';').next().unwrap_or_default();
+        let size_text = std::str::from_utf8(size_text).map_err(|_| "bad chunk size")?;
+        let size = usize::from_str_radix(size_text.trim(), 16).map_err(|_| "bad chunk size")?;
+        if size > MAX_ANSWER {
+            return Err(format!("a chunk of {size} bytes is too long"));
+        }
+        at += eol + 2;
+        if size == 0 {
+            // Trailers, each ending in CRLF, then an empty line.
+            loop {
+                let Some(eol) = find_crlf(&buf[at..]) else {
+                    return Ok(None);
+                };
+                at += eol + 2;
+                if eol == 0 {
+                    return Ok(Some(at));
+                }
+            }
+        }
+        if buf.len() < at + size + 2 {
+            return Ok(None);
+        }
+        at += size + 2;
+    }
+}
+
+fn find_crlf(buf: &[u8]) -> Option<usize> {
+    buf.windows(2).position(|w| w == b"\r\n")
+}
 
 async fn peer_loop(connector: SharedConnector, address: String, mut rx: mpsc::Receiver<Outgoing>) {
-    let mut connection: Option<Connection> = None;
-    // The task ends after a long idle period so unused peers cost nothing.
-    while let Ok(Some(message)) = tokio::time::timeout(Duration::from_secs(300), rx.recv()).await {
-        for attempt in 0..2 {
-            if connection.as_ref().is_none_or(|c| c.is_closed()) {
-                connection = connect(&connector, &address).await;
+    let mut connection: Option<PeerConnection> = None;
+    let mut pending: VecDeque<Outgoing> = VecDeque::new();
+    loop {
+        // Wait for messages, or for a connection that dies with messages
+        // still unanswered (they are sent again). The task ends after a
+        // long idle period so unused peers cost nothing.
+        let mut dead = connection
+            .as_ref()
+            .filter(|c| c.has_unanswered())
+            .map(|c| c.dead.clone());
+        let next = tokio::time::timeout(Duration::from_secs(300), async {
+            match dead.as_mut() {
+                Some(dead) => tokio::select! {
+                    message = rx.recv() => Some(message),
+                    _ = dead.wait_for(|d| *d) => None,
+                },
+                None => Some(rx.recv().await),
             }
-            let Some(sender) = connection.as_mut() else {
-                tracing::debug!(peer = %address, message = %message.name, "cannot connect; dropping message");
-                break;
-            };
-            if sender.ready().await.is_err() {
-                connection = None;
-                continue;
-            }
-            match sender.send_request(build_request(&message)).await {
-                Ok(response) => {
-                    if response.status() != StatusCode::ACCEPTED {
-                        tracing::debug!(peer = %address, message = %message.name, status = %response.status(), "message not accepted");
+        })
+        .await;
+        match next {
+            Ok(Some(Some(message))) => pending.push_back(message),
+            Ok(Some(None)) => break,
+            Ok(None) => {}
+            Err(_) if connection.as_ref().is_some_and(|c| c.has_unanswered()) => {}
+            Err(_) => break,
+        }
+        while let Ok(message) = rx.try_recv() {
+            pending.push_back(message);
+        }
+        deliver(&connector, &address, &mut connection, &mut pending).await;
+    }
+}
+
+/// Writes `pending` to the peer, pipelined, reconnecting as needed. A
+/// message whose connection fails before it is answered is sent once more
+/// on the next connection; when no connection can be opened, what is
+/// pending is dropped (as libprocess does) and the next message retries.
+async fn deliver(
+    connector: &SharedConnector,
+    address: &str,
+    connection: &mut Option<PeerConnection>,
+    pending: &mut VecDeque<Outgoing>,
+) {
+    loop {
+        if connection.as_ref().is_some_and(PeerConnection::is_dead) {
+            if let Some(dead) = connection.take() {
+                let unanswered = std::mem::take(&mut *lock(&dead.unanswered));
+                for message in unanswered.into_iter().rev() {
+                    if message.attempts < 2 {
+                        pending.push_front(message);
+                    } else {
+                        tracing::debug!(peer = %address, message = %message.name, "send failed twice; dropping message");
                     }
-                    // Drain so the connection can be reused.
-                    let _ = response.into_body().collect().await;
-                    break;
-                }
-                Err(e) => {
-                    tracing::debug!(peer = %address, attempt, "send failed: {e}");
-                    connection = None;
                 }
             }
+        }
+        if pending.is_empty() {
+            return;
+        }
+        if connection.is_none() {
+            *connection = PeerConnection::open(connector, address).await;
+        }
+        let Some(open) = connection.as_mut() else {
+            for message in pending.drain(..) {
+                tracing::debug!(peer = %address, message = %message.name, "cannot connect; dropping message");
+            }
+            return;
+        };
+        // Room for at least one more message (or the connection died).
+        match open.window.acquire().await {
+            Ok(permit) => permit.forget(),
+            Err(_) => continue,
+        }
+        let mut buf = Vec::new();
+        let mut taken = 1;
+        while let Some(mut message) = pending.pop_front() {
+            encode_request(&message, &mut buf);
+            message.attempts += 1;
+            lock(&open.unanswered).push_back(message);
+            if buf.len() >= MAX_BATCH || pending.is_empty() {
+                break;
+            }
+            match open.window.try_acquire() {
+                Ok(permit) => permit.forget(),
+                Err(_) => break,
+            }
+            taken += 1;
+        }
+        use tokio::io::AsyncWriteExt;
+        let written = async {
+            open.writer.write_all(&buf).await?;
+            open.writer.flush().await
+        };
+        if let Err(e) = written.await {
+            tracing::debug!(peer = %address, messages = taken, "send failed: {e}");
+            open.failed = true;
         }
     }
 }
 
-async fn connect(connector: &SharedConnector, address: &str) -> Option<Connection> {
-    let stream = connector.connect(address.to_string()).await.ok()?;
-    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .ok()?;
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    Some(sender)
-}
-
-fn build_request(message: &Outgoing) -> http::Request<Full<Bytes>> {
-    let path = format!(
-        "/{}/{}",
+/// Appends `message` as an HTTP/1.1 request, byte for byte what hyper's
+/// client wrote for it before requests were pipelined.
+fn encode_request(message: &Outgoing, out: &mut Vec<u8>) {
+    use std::io::Write;
+    let from = &message.from;
+    let _ = write!(
+        out,
+        "POST /{}/{} HTTP/1.1\r\nhost: {}\r\nuser-agent: libprocess/{from}\r\nlibprocess-from: {from}\r\nconnection: Keep-Alive\r\n",
         utf8_percent_encode(&message.to.id, PATH_SEGMENT),
-        utf8_percent_encode(&message.name, PATH_SEGMENT)
+        utf8_percent_encode(&message.name, PATH_SEGMENT),
+        message.to.address(),
     );
-    let from = message.from.to_string();
-    let mut builder = http::Request::builder()
-        .method(Method::POST)
-        .uri(path)
-        .header(header::HOST, message.to.address())
-        .header(header::USER_AGENT, format!("libprocess/{from}"))
-        .header("Libprocess-From", from)
-        .header(header::CONNECTION, "Keep-Alive");
     if !message.body.is_empty() {
-        builder = builder.header(header::CONTENT_LENGTH, message.body.len());
+        let _ = write!(out, "content-length: {}\r\n", message.body.len());
     }
-    builder
-        .body(Full::new(message.body.clone()))
-        .expect("method, path and headers are valid")
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(&message.body);
 }
 
 /// Receives decoded messages. Returns whether a process with that id exists
@@ -317,6 +583,8 @@ pub fn with_messages<S: MessageSink>(router: axum::Router, sink: S) -> axum::Rou
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http_body_util::Full;
+    use hyper_util::rt::TokioIo;
     use std::sync::Arc;
     use tokio::net::TcpListener;
 
@@ -401,6 +669,111 @@ mod tests {
             .await
             .expect("response");
         assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    }
+
+    #[test]
+    fn answers_are_framed_by_length_or_chunks() {
+        let accepted = b"HTTP/1.1 202 Accepted\r\ncontent-length: 0\r\ndate: x\r\n\r\n";
+        assert_eq!(parse_answer(accepted), Ok(Some((202, accepted.len()))));
+        assert_eq!(parse_answer(&accepted[..20]), Ok(None));
+        let not_found =
+            b"HTTP/1.1 404 Not Found\r\nContent-Length: 14\r\n\r\n404 Not Found.HTTP/1.1";
+        assert_eq!(
+            parse_answer(not_found),
+            Ok(Some((404, not_found.len() - 8)))
+        );
+        assert_eq!(parse_answer(&not_found[..50]), Ok(None));
+        let chunked =
+            b"HTTP/1.1 400 Bad Request\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n";
+        assert_eq!(parse_answer(chunked), Ok(Some((400, chunked.len()))));
+        assert_eq!(parse_answer(&chunked[..chunked.len() - 1]), Ok(None));
+        assert!(parse_answer(b"HTTP/1.1 200 OK\r\n\r\n").is_err());
+        assert!(parse_answer(b"garbage\r\n\r\n").is_err());
+        for bad in [
+            &b"HTTP/1.1 202 Accepted\r\ncontent-length: 99999999999999999999\r\n\r\n"[..],
+            b"HTTP/1.1 202 Accepted\r\ncontent-length: 70000\r\n\r\n",
+            b"HTTP/1.1 202 Accepted\r\ncontent-length: x\r\n\r\n",
+            b"HTTP/1.1 400 Bad\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n",
+            b"HTTP/1.1 400 Bad\r\ntransfer-encoding: chunked\r\n\r\nffffffffffffffff\r\n",
+        ] {
+            assert!(
+                parse_answer(bad).is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn requests_are_what_hyper_wrote() {
+        let message = Outgoing {
+            from: Upid::new("master", "127.0.0.1", 5050),
+            to: Upid::new("slave(1)", "127.0.0.1", 5051),
+            name: "mesos.internal.PingSlaveMessage".into(),
+            body: Bytes::from_static(b"\x08\x01"),
+            attempts: 0,
+        };
+        let mut out = Vec::new();
+        encode_request(&message, &mut out);
+        assert_eq!(
+            out,
+            b"POST /slave(1)/mesos.internal.PingSlaveMessage HTTP/1.1\r\nhost: 127.0.0.1:5051\r\nuser-agent: libprocess/master@127.0.0.1:5050\r\nlibprocess-from: master@127.0.0.1:5050\r\nconnection: Keep-Alive\r\ncontent-length: 2\r\n\r\n\x08\x01"
+        );
+    }
+
+    #[tokio::test]
+    async fn messages_unanswered_when_the_peer_drops_the_connection_are_sent_again() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let transport = Transport::new(Arc::new(TcpConnector));
+        let from = Upid::new("master", "127.0.0.1", 5050);
+        let to = Upid::new("slave(1)", "127.0.0.1", port);
+        for i in 0..10u32 {
+            let ping = mesos_proto::internal::PingSlaveMessage { connected: i == 0 };
+            transport.send(&from, &to, &ping);
+        }
+        // The first connection reads and closes without answering.
+        let (mut first, _) = listener.accept().await.expect("accept");
+        let mut buf = [0u8; 64];
+        let _ = first.read(&mut buf).await;
+        drop(first);
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let app = with_messages(axum::Router::new(), Collect(tx));
+        tokio::spawn(crate::net::serve(listener, app));
+        for i in 0..10u32 {
+            let m = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+                .await
+                .expect("message in time")
+                .expect("message");
+            let ping: mesos_proto::internal::PingSlaveMessage = m.decode().expect("decodes");
+            assert_eq!(ping.connected, i == 0, "message {i} in order");
+        }
+    }
+
+    #[tokio::test]
+    async fn many_messages_pipeline_through_a_small_window() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let app = with_messages(axum::Router::new(), Collect(tx));
+        tokio::spawn(crate::net::serve(listener, app));
+        let transport = Transport::new(Arc::new(TcpConnector));
+        let from = Upid::new("master", "127.0.0.1", 5050);
+        let to = Upid::new("slave(1)", "127.0.0.1", port);
+        let n = 5 * WINDOW as u64;
+        for i in 0..n {
+            let update = mesos_proto::internal::StatusUpdateAcknowledgementMessage {
+                uuid: Bytes::from(i.to_be_bytes().to_vec()),
+                ..Default::default()
+            };
+            transport.send(&from, &to, &update);
+        }
+        for i in 0..n {
+            let m = rx.recv().await.expect("message");
+            let ack: mesos_proto::internal::StatusUpdateAcknowledgementMessage =
+                prost::Message::decode(m.body).expect("decodes");
+            assert_eq!(ack.uuid.as_ref(), i.to_be_bytes());
+        }
     }
 
     #[tokio::test]

@@ -128,7 +128,8 @@ pub(crate) fn escape_non_ascii(text: String) -> String {
 /// Parses a JSON body into `M`, as Mesos does.
 pub fn from_slice<M: Message + Default + Name + 'static>(body: &[u8]) -> Result<M, ConvertError> {
     if TypeId::of::<M>() == TypeId::of::<crate::v1::scheduler::Call>() {
-        if let Some(call) = crate::fast::acknowledge_call(body) {
+        let fast = crate::fast::acknowledge_call(body).or_else(|| crate::fast::accept_call(body));
+        if let Some(call) = fast {
             let boxed: Box<dyn Any> = Box::new(call);
             if let Ok(m) = boxed.downcast::<M>() {
                 return Ok(*m);

@@ -41,15 +41,22 @@ pub fn record_stream<G: Send + 'static>(
         tokio::select! {
             biased;
             record = state.records.recv() => {
-                let mut record = record?;
-                while record.len() <= MAX_CHUNK {
-                    let Ok(more) = state.records.try_recv() else { break };
-                    let mut joined = Vec::with_capacity(record.len() + more.len());
-                    joined.extend_from_slice(&record);
-                    joined.extend_from_slice(&more);
-                    record = Bytes::from(joined);
+                let record = record?;
+                if record.len() > MAX_CHUNK {
+                    return Some((Ok(record), state));
                 }
-                Some((Ok(record), state))
+                let Ok(more) = state.records.try_recv() else {
+                    return Some((Ok(record), state));
+                };
+                // Joined in one buffer: each record is copied once.
+                let mut joined = bytes::BytesMut::with_capacity(MAX_CHUNK.min(64 * (record.len() + more.len())));
+                joined.extend_from_slice(&record);
+                joined.extend_from_slice(&more);
+                while joined.len() <= MAX_CHUNK {
+                    let Ok(more) = state.records.try_recv() else { break };
+                    joined.extend_from_slice(&more);
+                }
+                Some((Ok(joined.freeze()), state))
             }
             _ = state.heartbeat.tick() => {
                 let record = state.heartbeat_record.clone();

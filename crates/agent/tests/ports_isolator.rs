@@ -44,6 +44,21 @@ fn runnable() -> bool {
     }
 }
 
+/// [`runnable`], and the machine has an IPv6 loopback (it must under `CI`).
+fn runnable_with_ipv6() -> bool {
+    if !runnable() {
+        return false;
+    }
+    if std::net::TcpListener::bind("[::1]:0").is_err() {
+        if std::env::var_os("CI").is_some() {
+            panic!("CI is set but this machine has no IPv6 loopback");
+        }
+        eprintln!("skipped: no IPv6 loopback");
+        return false;
+    }
+    true
+}
+
 const PYTHON: &str = "/usr/bin/python3";
 
 /// A shell command listening on `host:port` for `seconds`, then exiting 0.
@@ -238,14 +253,7 @@ async fn a_task_listening_on_an_unallocated_ipv4_port_fails_with_a_container_lim
 
 #[tokio::test]
 async fn a_task_listening_on_an_unallocated_ipv6_port_fails_with_a_container_limitation() {
-    if !runnable() {
-        return;
-    }
-    if std::net::TcpListener::bind("[::1]:0").is_err() {
-        if std::env::var_os("CI").is_some() {
-            panic!("CI is set but this machine has no IPv6 loopback");
-        }
-        eprintln!("skipped: no IPv6 loopback");
+    if !runnable_with_ipv6() {
         return;
     }
     unallocated_listener_is_killed_within_one_interval("::1").await;
@@ -589,14 +597,7 @@ async fn with_bind_enforcement_an_ipv4_bind_to_an_unallocated_port_fails_with_ep
 
 #[tokio::test]
 async fn with_bind_enforcement_an_ipv6_bind_to_an_unallocated_port_fails_with_eperm() {
-    if !runnable() {
-        return;
-    }
-    if std::net::TcpListener::bind("[::1]:0").is_err() {
-        if std::env::var_os("CI").is_some() {
-            panic!("CI is set but this machine has no IPv6 loopback");
-        }
-        eprintln!("skipped: no IPv6 loopback");
+    if !runnable_with_ipv6() {
         return;
     }
     bind_to_an_unallocated_port_fails_with_eperm("::1").await;

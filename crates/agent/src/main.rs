@@ -191,15 +191,15 @@ fn reload_http_credentials_on_sighup(config: &mesos_agent::flags::Config) {
 /// that cannot create them is told now. Asked for by `--isolation`, that is a
 /// startup error; our default drops them with a warning.
 fn probe_namespaces(config: &mut Config) {
-    use mesos_agent::isolators::namespaces::{probe, Kind};
-    let mut wanted = mesos_agent::sys::Namespaces::default();
+    use mesos_agent::isolators::namespaces::probe;
+    let mut wanted = mesos_agent::isolators::ContainerLaunchInfo::default();
     for kind in &config.namespaces {
-        match kind {
-            Kind::User(map) => wanted.user = Some(*map),
-            Kind::Pid { .. } => wanted.pid = true,
-            Kind::Ipc { .. } => wanted.ipc = true,
-        }
+        wanted.merge(mesos_agent::isolators::ContainerLaunchInfo {
+            namespaces: kind.namespaces(),
+            ..Default::default()
+        });
     }
+    let wanted = wanted.namespaces;
     if wanted == mesos_agent::sys::Namespaces::default() {
         return;
     }

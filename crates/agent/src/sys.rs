@@ -381,14 +381,21 @@ pub struct ListeningSocket {
 #[derive(Debug, Default, Clone, Copy)]
 pub struct RealSyscalls;
 
+/// The ids `req`'s child switches to: its user's, or inside a user namespace,
+/// where the agent's own ids are unmapped, the namespace's root (on the host,
+/// the mapping's first id).
+fn spawn_ids(req: &SpawnRequest) -> Option<(libc::uid_t, libc::gid_t, Vec<libc::gid_t>)> {
+    match &req.user {
+        Some(u) => Some((u.uid, u.gid, u.groups.clone())),
+        None if req.namespaces.user.is_some() => Some((0, 0, vec![0])),
+        None => None,
+    }
+}
+
 /// The privileged steps of `req`'s child (the user switch among them).
-fn spawn_steps(
-    security: &ProcessSecurity,
-    user: Option<&UserIds>,
-    euid: u32,
-    last_cap: u8,
-) -> Vec<PrivilegeStep> {
-    privilege_steps(security, user.map(|u| u.uid), euid, last_cap)
+fn spawn_steps(req: &SpawnRequest, euid: u32, last_cap: u8) -> Vec<PrivilegeStep> {
+    let switch_to = spawn_ids(req).map(|(uid, _, _)| uid);
+    privilege_steps(&req.security, switch_to, euid, last_cap)
 }
 
 /// A close-on-exec pipe: (read end, write end).
@@ -796,6 +803,8 @@ impl Syscalls for RealSyscalls {
     }
 
     fn spawn(&self, req: SpawnRequest) -> io::Result<u32> {
+        let steps = spawn_steps(&req, self.geteuid(), last_capability());
+        let creds = spawn_ids(&req);
         let mut cmd = Command::new(&req.program);
         cmd.args(&req.args)
             .env_clear()
@@ -810,31 +819,8 @@ impl Syscalls for RealSyscalls {
             .map(|(_, f)| f.as_raw_fd())
             .collect();
         let new_session = req.new_session;
-        let steps = spawn_steps(
-            &req.security,
-            req.user.as_ref(),
-            self.geteuid(),
-            last_capability(),
-        );
         let filters = req.security.seccomp.clone();
-        let mut creds = req.user.as_ref().map(|u| {
-            (
-                u.uid as libc::uid_t,
-                u.gid as libc::gid_t,
-                u.groups
-                    .iter()
-                    .map(|&g| g as libc::gid_t)
-                    .collect::<Vec<_>>(),
-            )
-        });
         let ns = req.namespaces;
-        let mut steps = steps;
-        if ns.user.is_some() && creds.is_none() {
-            // Inside a user namespace the agent's own ids are unmapped: the
-            // program runs as the namespace's root (on the host, its first id).
-            creds = Some((0, 0, vec![0]));
-            steps = privilege_steps(&req.security, Some(0), self.geteuid(), last_capability());
-        }
         let user_pipes = match ns.user {
             Some(_) => Some((pipe()?, pipe()?)),
             None => None,
@@ -1588,8 +1574,9 @@ pub mod fake {
             }
             st.joined.insert(pid, paths.clone());
             // The fake kernel knows capabilities 0..=40 (CHECKPOINT_RESTORE).
-            let steps = (req.security != ProcessSecurity::default())
-                .then(|| spawn_steps(&req.security, req.user.as_ref(), st.euid, 40));
+            let steps = (req.security != ProcessSecurity::default()
+                || req.namespaces.user.is_some())
+            .then(|| spawn_steps(&req, st.euid, 40));
             let sid = if req.new_session { pid } else { 1 };
             st.processes.insert(
                 pid,

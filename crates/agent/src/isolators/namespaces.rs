@@ -41,6 +41,27 @@ pub enum Kind {
     Ipc { disallow_sharing: bool },
 }
 
+impl Kind {
+    /// The namespaces a container of this isolator gets, unless it asks to
+    /// share the agent's.
+    pub fn namespaces(self) -> Namespaces {
+        match self {
+            Kind::User(map) => Namespaces {
+                user: Some(map),
+                ..Namespaces::default()
+            },
+            Kind::Pid { .. } => Namespaces {
+                pid: true,
+                ..Namespaces::default()
+            },
+            Kind::Ipc { .. } => Namespaces {
+                ipc: true,
+                ..Namespaces::default()
+            },
+        }
+    }
+}
+
 /// One of the three isolators (see the module documentation).
 #[derive(Debug)]
 pub struct NamespacesIsolator {
@@ -72,11 +93,8 @@ impl Isolator for NamespacesIsolator {
         config: &ContainerConfig,
     ) -> Result<Option<ContainerLaunchInfo>, IsolatorError> {
         let info = linux_info(config);
-        let namespaces = match self.kind {
-            Kind::User(map) => Namespaces {
-                user: Some(map),
-                ..Namespaces::default()
-            },
+        match self.kind {
+            Kind::User(_) => {}
             Kind::Pid { disallow_sharing } => {
                 if info.and_then(|i| i.share_pid_namespace) == Some(true) {
                     if disallow_sharing {
@@ -87,10 +105,6 @@ impl Isolator for NamespacesIsolator {
                         ));
                     }
                     return Ok(None);
-                }
-                Namespaces {
-                    pid: true,
-                    ..Namespaces::default()
                 }
             }
             Kind::Ipc { disallow_sharing } => {
@@ -105,12 +119,9 @@ impl Isolator for NamespacesIsolator {
                     }
                     return Ok(None);
                 }
-                Namespaces {
-                    ipc: true,
-                    ..Namespaces::default()
-                }
             }
-        };
+        }
+        let namespaces = self.kind.namespaces();
         Ok(Some(ContainerLaunchInfo {
             namespaces,
             ..ContainerLaunchInfo::default()

@@ -307,14 +307,22 @@ impl CgroupOwners {
         }
     }
 
-    /// Lists the container's cgroups again.
+    /// Lists the container's cgroups again (those gone since are forgotten).
     fn refresh(&mut self, container_id: &str) -> std::io::Result<()> {
         let ids = (self.lister)(container_id)?;
+        self.forget(container_id);
         for id in &ids {
             self.owner.insert(*id, container_id.to_string());
         }
         self.ids.insert(container_id.to_string(), ids);
         Ok(())
+    }
+
+    /// Forgets the container and its cgroups.
+    fn forget(&mut self, container_id: &str) {
+        for id in self.ids.remove(container_id).unwrap_or_default() {
+            self.owner.remove(&id);
+        }
     }
 
     /// Brings the owners up to date for `containers` and the cgroups of
@@ -332,9 +340,7 @@ impl CgroupOwners {
             .cloned()
             .collect();
         for container_id in gone {
-            for id in self.ids.remove(&container_id).unwrap_or_default() {
-                self.owner.remove(&id);
-            }
+            self.forget(&container_id);
         }
         let mut unlisted = Vec::new();
         for container_id in containers {
@@ -357,11 +363,7 @@ impl CgroupOwners {
             for container_id in listed {
                 if self.refresh(&container_id).is_err() {
                     // Its cgroup is gone: it holds nothing any more.
-                    if let Some(ids) = self.ids.remove(&container_id) {
-                        for id in ids {
-                            self.owner.remove(&id);
-                        }
-                    }
+                    self.forget(&container_id);
                 }
             }
             let still = unknown(self);
@@ -636,10 +638,14 @@ impl Isolator for NetworkPortsIsolator {
             // the recovered container's tasks, so it gives their resources now.
             state.update(&s.container_id, &s.resources);
         }
+        let watched: Vec<&ContainerState> = states
+            .iter()
+            .filter(|s| state.infos.contains_key(&s.container_id))
+            .collect();
         drop(state);
         // The kernel kept the filters attached while the agent was away; they
         // are replaced in case the ports changed meanwhile.
-        for s in states {
+        for s in watched {
             if let Err(e) = self.restrict(&s.container_id, &s.resources) {
                 tracing::warn!(container_id = %s.container_id, "{e}");
             }

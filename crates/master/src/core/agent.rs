@@ -29,8 +29,8 @@ pub struct Agent {
     pub active: bool,
     /// Total resources.
     pub total: Resources,
-    /// Tasks on it: (framework id, task id).
-    pub tasks: HashSet<(String, String)>,
+    /// Tasks on it.
+    pub tasks: AgentTasks,
     /// Executors on it by (framework id, executor id).
     pub executors: HashMap<(String, String), ExecutorInfo>,
     /// Outstanding offers on it.
@@ -50,5 +50,56 @@ impl Agent {
     /// The host name it registered with.
     pub fn hostname(&self) -> &str {
         &self.info.hostname
+    }
+}
+
+/// The tasks on an agent by framework: each framework id is held once, not
+/// once per task (tens of thousands of tasks make that matter).
+#[derive(Debug, Default)]
+pub struct AgentTasks(HashMap<String, HashSet<String>>);
+
+impl AgentTasks {
+    /// Adds a task of `framework_id`.
+    pub fn insert(&mut self, framework_id: &str, task_id: String) {
+        match self.0.get_mut(framework_id) {
+            Some(tasks) => {
+                tasks.insert(task_id);
+            }
+            None => {
+                self.0
+                    .insert(framework_id.to_string(), HashSet::from([task_id]));
+            }
+        }
+    }
+
+    /// Removes a task; whether it was there.
+    pub fn remove(&mut self, framework_id: &str, task_id: &str) -> bool {
+        let Some(tasks) = self.0.get_mut(framework_id) else {
+            return false;
+        };
+        let removed = tasks.remove(task_id);
+        if tasks.is_empty() {
+            self.0.remove(framework_id);
+        }
+        removed
+    }
+
+    /// (framework id, task id) of every task.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0
+            .iter()
+            .flat_map(|(f, tasks)| tasks.iter().map(move |t| (f.as_str(), t.as_str())))
+    }
+
+    /// Owned (framework id, task id) pairs, for loops that change the master.
+    pub fn to_vec(&self) -> Vec<(String, String)> {
+        self.iter()
+            .map(|(f, t)| (f.to_string(), t.to_string()))
+            .collect()
+    }
+
+    /// Whether it runs no task.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
     }
 }

@@ -13,6 +13,7 @@ use mesos_proto::v1::{self as v1, task_status::Reason, TaskState};
 use prost::Name;
 
 use super::framework::{has_capability, Framework};
+use super::task::TaskRecord;
 use super::{is_terminal, master_status, now_secs, update_event, Agent, Effect, Master};
 
 /// Messages only a registered agent may send (by its registered pid).
@@ -232,7 +233,7 @@ impl Master {
             connected: true,
             active: true,
             total: total.clone(),
-            tasks: HashSet::new(),
+            tasks: Default::default(),
             executors: HashMap::new(),
             offers: HashSet::new(),
             observer,
@@ -288,16 +289,16 @@ impl Master {
             agent.reregistered_time = Some(now_secs());
             agent.link_generation += 1;
             let generation = agent.link_generation;
-            let reported: HashSet<(String, String)> = message
+            let reported: HashSet<(&str, &str)> = message
                 .tasks
                 .iter()
-                .map(|t| (t.framework_id.value.clone(), t.task_id.value.clone()))
+                .map(|t| (t.framework_id.value.as_str(), t.task_id.value.as_str()))
                 .collect();
             let missing: Vec<(String, String)> = agent
                 .tasks
                 .iter()
-                .filter(|k| !reported.contains(*k))
-                .cloned()
+                .filter(|k| !reported.contains(k))
+                .map(|(f, t)| (f.to_string(), t.to_string()))
                 .collect();
             self.agent_by_pid.remove(&old_pid);
             self.agent_by_pid.insert(from.to_string(), agent_id.clone());
@@ -314,7 +315,7 @@ impl Master {
                     .frameworks
                     .get(&framework_id)
                     .and_then(|f| f.tasks.get(&task_id))
-                    .is_some_and(|t| t.state == TaskState::TaskStaging as i32)
+                    .is_some_and(|t| t.state() == TaskState::TaskStaging as i32)
                 {
                     // Still in flight to the agent: it reports it once it starts.
                     continue;
@@ -445,7 +446,7 @@ impl Master {
                 framework.tasks.get_mut(&task_id),
                 task.state != TaskState::TaskStaging as i32,
             ) {
-                known.state = task.state;
+                known.set_state(task.state);
             }
             return;
         }
@@ -453,9 +454,11 @@ impl Master {
             value: agent_id.to_string(),
         };
         framework.unreachable_tasks.remove(&task_id);
-        framework.tasks.insert(task_id.clone(), Box::new(task));
+        framework
+            .tasks
+            .insert(task_id.clone(), TaskRecord::new(task));
         if let Some(agent) = self.agents.get_mut(agent_id) {
-            agent.tasks.insert((framework_id.clone(), task_id));
+            agent.tasks.insert(&framework_id, task_id);
         }
     }
 
@@ -496,7 +499,7 @@ impl Master {
         let tasks: Vec<(String, String)> = self
             .agents
             .get(agent_id)
-            .map(|a| a.tasks.iter().cloned().collect())
+            .map(|a| a.tasks.to_vec())
             .unwrap_or_default();
         for (framework_id, task_id) in tasks {
             let checkpoint = self
@@ -549,7 +552,7 @@ impl Master {
             return;
         };
         let offers: Vec<String> = agent.offers.iter().cloned().collect();
-        let tasks: Vec<(String, String)> = agent.tasks.iter().cloned().collect();
+        let tasks = agent.tasks.to_vec();
         for offer_id in offers {
             self.remove_offer(&offer_id, true, None, now);
         }
@@ -591,18 +594,17 @@ impl Master {
     ) {
         let _ = now;
         if let Some(agent) = self.agents.get_mut(agent_id) {
-            agent
-                .tasks
-                .remove(&(framework_id.to_string(), task_id.to_string()));
+            agent.tasks.remove(framework_id, task_id);
         }
         let max = self.config.max_completed_tasks_per_framework;
         let Some(framework) = self.frameworks.get_mut(framework_id) else {
             return;
         };
-        let Some(mut task) = framework.tasks.remove(task_id) else {
+        let Some(mut record) = framework.tasks.remove(task_id) else {
             return;
         };
-        let resources = Resources::try_from(task.resources.clone()).ok();
+        let task = record.task();
+        let resources = Resources::try_from(task.resources).ok();
         let partition_aware = has_capability(
             &framework.info,
             v1::framework_info::capability::Type::PartitionAware,
@@ -619,16 +621,16 @@ impl Master {
                 nanoseconds: (now_secs() * 1e9) as i64,
             }));
         }
-        task.state = state as i32;
-        super::push_history(&mut task.statuses, &status);
+        record.set_state(state as i32);
+        record.push_history(&status);
         framework.send(&update_event(status.clone()));
         if partition_aware {
             framework
                 .unreachable_tasks
-                .insert(task_id.to_string(), task);
+                .insert(task_id.to_string(), record);
         } else {
             self.counters.tasks_lost += 1;
-            framework.complete_task(task, max);
+            framework.complete_task(record, max);
         }
         if let Some(resources) = resources {
             self.allocator
@@ -664,15 +666,14 @@ impl Master {
         let mut recovered: Option<Resources> = None;
         let known = framework.tasks.contains_key(&task_id);
         if let Some(task) = framework.tasks.get_mut(&task_id) {
-            let was_terminal = is_terminal(task.state);
-            task.state = latest_state;
-            task.status_update_state = Some(status.state);
-            task.status_update_uuid = status.uuid.clone();
-            if task.statuses.last().map(|s| s.state) != Some(status.state) {
-                super::push_history(&mut task.statuses, &status);
+            let was_terminal = is_terminal(task.state());
+            task.set_state(latest_state);
+            task.set_status_update(status.state, status.uuid.as_deref());
+            if task.last_history_state() != Some(status.state) {
+                task.push_history(&status);
             }
             if is_terminal(latest_state) && !was_terminal {
-                recovered = Resources::try_from(task.resources.clone()).ok();
+                recovered = Resources::try_from(task.resources()).ok();
                 match TaskState::try_from(latest_state) {
                     Ok(TaskState::TaskFinished) => self.counters.tasks_finished += 1,
                     Ok(TaskState::TaskFailed) => self.counters.tasks_failed += 1,

@@ -12,6 +12,7 @@ use mesos_acls::{Action, Authorizer, Decision, Object, Request, ViewFilter};
 use mesos_common::auth::audit::{AuditLog, AuthzEvent, Outcome as AuditOutcome};
 use mesos_proto::v1;
 
+use super::task::TaskRecord;
 use super::Framework;
 
 /// The authorizer in force, if any: `--acls` (casbin), our secure default
@@ -252,6 +253,12 @@ impl Viewer<'_> {
                 filter.allows(Object::Value(user))
             }
         }
+    }
+
+    /// [`Viewer::task`] for a stored task, decoded only when a rule has
+    /// to look at its user.
+    pub fn task_record(&mut self, framework: &Framework, task: &TaskRecord) -> bool {
+        self.tasks.is_none() || self.task(framework, &task.task())
     }
 
     /// May the reader see this executor of `framework`?

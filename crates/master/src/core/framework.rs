@@ -6,7 +6,9 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use bytes::Bytes;
 use mesos_common::http::ContentType;
 use mesos_proto::v1::scheduler::Event;
-use mesos_proto::v1::{FrameworkInfo, Task};
+use mesos_proto::v1::FrameworkInfo;
+
+use super::task::TaskRecord;
 use tokio::sync::mpsc;
 
 /// The open SUBSCRIBE stream of an HTTP framework. Dropping it ends the
@@ -72,12 +74,12 @@ pub struct Framework {
     /// Increases on every (re)subscription and disconnection, so a stale
     /// failover timer can tell it is stale.
     pub generation: u64,
-    /// Active tasks by task id (boxed: the table stays small as it grows).
-    pub tasks: HashMap<String, Box<Task>>,
+    /// Active tasks by task id.
+    pub tasks: HashMap<String, TaskRecord>,
     /// Tasks on unreachable agents.
-    pub unreachable_tasks: HashMap<String, Box<Task>>,
+    pub unreachable_tasks: HashMap<String, TaskRecord>,
     /// Terminal tasks, newest last, bounded.
-    pub completed_tasks: VecDeque<Box<Task>>,
+    pub completed_tasks: VecDeque<TaskRecord>,
     /// Outstanding offer ids.
     pub offers: HashSet<String>,
     /// Executors by (agent id, executor id).
@@ -127,7 +129,7 @@ impl Framework {
     }
 
     /// Moves a task to the completed list, keeping at most `max`.
-    pub fn complete_task(&mut self, task: Box<Task>, max: usize) {
+    pub fn complete_task(&mut self, task: TaskRecord, max: usize) {
         if max == 0 {
             return;
         }

@@ -10,6 +10,7 @@ pub mod agents;
 pub mod framework;
 pub mod operator;
 pub mod scheduler;
+pub mod task;
 #[cfg(test)]
 mod tests;
 pub mod validation;
@@ -479,7 +480,7 @@ impl Master {
         let mut agent_ids: Vec<String> = framework
             .tasks
             .values()
-            .map(|t| t.agent_id.value.clone())
+            .map(|t| t.agent_id())
             .chain(framework.executors.keys().map(|(a, _)| a.clone()))
             .collect();
         agent_ids.sort();
@@ -490,14 +491,13 @@ impl Master {
             }
         }
         let tasks: Vec<_> = framework.tasks.drain().map(|(_, t)| t).collect();
-        for mut task in tasks {
+        for mut record in tasks {
+            let task = record.task();
             if let Some(agent) = self.agents.get_mut(&task.agent_id.value) {
-                agent
-                    .tasks
-                    .remove(&(framework_id.to_string(), task.task_id.value.clone()));
+                agent.tasks.remove(framework_id, &task.task_id.value);
             }
             if !is_terminal(task.state) {
-                task.state = TaskState::TaskKilled as i32;
+                record.set_state(TaskState::TaskKilled as i32);
                 self.counters.tasks_killed += 1;
                 let mut status = master_status(
                     &task.task_id.value,
@@ -507,9 +507,9 @@ impl Master {
                     "Framework removed",
                 );
                 status.executor_id = task.executor_id.clone();
-                self.emit_task_updated(framework_id, &status, task.state);
+                self.emit_task_updated(framework_id, &status, record.state());
             }
-            framework.complete_task(task, self.config.max_completed_tasks_per_framework);
+            framework.complete_task(record, self.config.max_completed_tasks_per_framework);
         }
         for agent in self.agents.values_mut() {
             agent.executors.retain(|(f, _), _| f != framework_id);
@@ -587,25 +587,6 @@ pub fn history_status(status: &TaskStatus) -> TaskStatus {
         labels: status.labels.clone(),
         ..Default::default()
     }
-}
-
-/// Appends to a task's status history without the default growth (a `Vec`
-/// would reserve four statuses on its first push: 1 KiB per task).
-pub fn push_history(history: &mut Vec<TaskStatus>, status: &TaskStatus) {
-    history.reserve_exact(1);
-    history.push(history_status(status));
-}
-
-/// A task as the operator API shows it: its history statuses get back the
-/// ids [`history_status`] left out.
-pub fn task_view(task: &mesos_proto::v1::Task) -> mesos_proto::v1::Task {
-    let mut task = task.clone();
-    for status in &mut task.statuses {
-        status.task_id = task.task_id.clone();
-        status.agent_id = Some(task.agent_id.clone());
-        status.executor_id = task.executor_id.clone();
-    }
-    task
 }
 
 /// An UPDATE event for `status`.

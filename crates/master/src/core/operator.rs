@@ -152,18 +152,18 @@ impl Master {
             tasks: self
                 .frameworks
                 .values()
-                .flat_map(|f| f.tasks.values().map(|t| super::task_view(t)))
+                .flat_map(|f| f.tasks.values().map(|t| t.view()))
                 .collect(),
             unreachable_tasks: self
                 .frameworks
                 .values()
-                .flat_map(|f| f.unreachable_tasks.values().map(|t| super::task_view(t)))
+                .flat_map(|f| f.unreachable_tasks.values().map(|t| t.view()))
                 .collect(),
             completed_tasks: self
                 .frameworks
                 .values()
                 .chain(self.completed_frameworks.iter())
-                .flat_map(|f| f.completed_tasks.iter().map(|t| super::task_view(t)))
+                .flat_map(|f| f.completed_tasks.iter().map(|t| t.view()))
                 .collect(),
             ..Default::default()
         }
@@ -349,7 +349,7 @@ impl Master {
         let task_user = framework
             .tasks
             .get(task_id)
-            .and_then(|t| t.user.clone())
+            .and_then(|t| t.task().user)
             .unwrap_or_else(|| framework_user.clone());
         Audience::Task {
             framework_user,
@@ -366,7 +366,7 @@ impl Master {
             .frameworks
             .get(framework_id)
             .and_then(|f| f.tasks.get(task_id))
-            .map(|t| super::task_view(t))
+            .map(|t| t.view())
         else {
             return;
         };

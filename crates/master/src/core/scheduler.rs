@@ -14,6 +14,7 @@ use mesos_proto::v1::{self as v1, offer::operation, task_status::Reason, TaskSta
 use tokio::sync::mpsc;
 
 use super::framework::{has_capability, roles_of, Framework, Subscriber};
+use super::task::TaskRecord;
 use super::validation::{validate_framework_info, validate_task_shape};
 use super::{is_terminal, master_status, now_secs, update_event, Master, HEARTBEAT_INTERVAL_SECS};
 
@@ -987,14 +988,14 @@ impl Master {
             user: task.command.as_ref().and_then(|c| c.user.clone()),
             ..Default::default()
         };
-        framework.tasks.insert(task_id.clone(), Box::new(record));
+        framework
+            .tasks
+            .insert(task_id.clone(), TaskRecord::new(record));
         let framework_info = framework.info.clone();
         let Some(agent) = self.agents.get_mut(agent_id) else {
             return;
         };
-        agent
-            .tasks
-            .insert((framework_id.to_string(), task_id.clone()));
+        agent.tasks.insert(framework_id, task_id.clone());
         if let Some(executor) = &task.executor {
             agent.executors.insert(
                 (framework_id.to_string(), executor.executor_id.value.clone()),
@@ -1163,7 +1164,7 @@ impl Master {
             }
             framework.tasks.insert(
                 task.task_id.value.clone(),
-                Box::new(v1::Task {
+                TaskRecord::new(v1::Task {
                     name: task.name.clone(),
                     task_id: task.task_id.clone(),
                     framework_id: v1::FrameworkId {
@@ -1187,9 +1188,7 @@ impl Master {
             return;
         };
         for task in &group_tasks {
-            agent
-                .tasks
-                .insert((framework_id.to_string(), task.task_id.value.clone()));
+            agent.tasks.insert(framework_id, task.task_id.value.clone());
         }
         agent.executors.insert(
             (framework_id.to_string(), executor.executor_id.value.clone()),
@@ -1221,7 +1220,7 @@ impl Master {
             .frameworks
             .get(framework_id)
             .and_then(|f| f.tasks.get(&task_id))
-            .map(|t| t.agent_id.value.clone());
+            .map(|t| t.agent_id());
         match found.and_then(|agent_id| {
             self.agents
                 .get(&agent_id)
@@ -1278,13 +1277,13 @@ impl Master {
         let max = self.config.max_completed_tasks_per_framework;
         if let Some(framework) = self.frameworks.get_mut(framework_id) {
             let done = framework.tasks.get(&task_id).is_some_and(|t| {
-                t.status_update_uuid.as_ref() == Some(&ack.uuid)
-                    && t.status_update_state.is_some_and(is_terminal)
+                t.status_update_uuid() == Some(&ack.uuid[..])
+                    && t.status_update_state().is_some_and(is_terminal)
             });
             if done {
                 if let Some(task) = framework.tasks.remove(&task_id) {
                     if let Some(agent) = self.agents.get_mut(&ack.agent_id.value) {
-                        agent.tasks.remove(&(framework_id.to_string(), task_id));
+                        agent.tasks.remove(framework_id, &task_id);
                     }
                     framework.complete_task(task, max);
                 }
@@ -1300,7 +1299,8 @@ impl Master {
             &framework.info,
             v1::framework_info::capability::Type::PartitionAware,
         );
-        let latest = |task: &v1::Task| {
+        let latest = |record: &TaskRecord| {
+            let task = record.task();
             let mut status = task
                 .statuses
                 .last()
@@ -1325,8 +1325,8 @@ impl Master {
         };
         let mut statuses = Vec::new();
         if reconcile.tasks.is_empty() {
-            statuses.extend(framework.tasks.values().map(|t| latest(t)));
-            statuses.extend(framework.unreachable_tasks.values().map(|t| latest(t)));
+            statuses.extend(framework.tasks.values().map(&latest));
+            statuses.extend(framework.unreachable_tasks.values().map(&latest));
         } else {
             for wanted in &reconcile.tasks {
                 let id = &wanted.task_id.value;

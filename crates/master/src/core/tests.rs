@@ -562,7 +562,7 @@ fn accepted_task_is_run_on_the_agent_and_the_remainder_is_offered_after_the_filt
         "no update from the master for a valid task"
     );
     assert_eq!(
-        o.master.frameworks[&o.fw.id].tasks["t1"].state,
+        o.master.frameworks[&o.fw.id].tasks["t1"].state(),
         v1::TaskState::TaskStaging as i32
     );
     assert!(o.master.offers.is_empty());
@@ -611,7 +611,7 @@ fn decline_with_refuse_seconds_filters_the_agent_until_it_expires() {
 fn status_update_is_forwarded_acknowledged_and_a_terminal_task_completes() {
     let mut o = with_running_task(framework_info("a"));
     assert_eq!(
-        o.master.frameworks[&o.fw.id].tasks["t1"].state,
+        o.master.frameworks[&o.fw.id].tasks["t1"].state(),
         v1::TaskState::TaskRunning as i32
     );
     status_update(
@@ -655,7 +655,7 @@ fn status_update_is_forwarded_acknowledged_and_a_terminal_task_completes() {
     assert!(framework.tasks.is_empty());
     assert_eq!(framework.completed_tasks.len(), 1);
     assert_eq!(
-        framework.completed_tasks[0].state,
+        framework.completed_tasks[0].state(),
         v1::TaskState::TaskFinished as i32
     );
     assert!(o.master.agents[&o.agent_id].tasks.is_empty());
@@ -953,10 +953,14 @@ fn restart_adopts_recovered_framework(mut registry: Box<dyn Registry>) {
     let adopted = &master.frameworks[framework_id];
     assert!(!adopted.recovered);
     assert!(adopted.connected());
-    assert_eq!(adopted.tasks["t1"].state, v1::TaskState::TaskRunning as i32);
+    assert_eq!(
+        adopted.tasks["t1"].state(),
+        v1::TaskState::TaskRunning as i32
+    );
     assert!(master.agents[agent_id]
         .tasks
-        .contains(&(framework_id.to_string(), "t1".to_string())));
+        .iter()
+        .any(|k| k == (framework_id, "t1")));
 
     // The framework is offered what its task does not use.
     master.allocate(now);

@@ -15,6 +15,7 @@ use serde_json::{json, Map, Value};
 use super::AppState;
 use crate::authn::Principal;
 use crate::core::authz::{Denied, Viewer};
+use crate::core::task::TaskRecord;
 use crate::core::{Agent, Framework, Master};
 use crate::flags::Flags;
 
@@ -119,7 +120,7 @@ fn capability_names(framework: &Framework) -> Vec<&'static str> {
 fn framework_used(framework: &Framework) -> Resources {
     let mut used = Resources::default();
     for task in framework.tasks.values() {
-        if let Ok(r) = Resources::try_from(task.resources.clone()) {
+        if let Ok(r) = Resources::try_from(task.resources()) {
             used += r;
         }
     }
@@ -222,24 +223,27 @@ pub fn framework_json(
             framework
                 .tasks
                 .values()
+                .map(TaskRecord::task)
                 .filter(|t| viewer.task(framework, t))
-                .map(|t| task_json(t))
+                .map(|t| task_json(&t))
                 .collect(),
         );
         object["unreachable_tasks"] = Value::Array(
             framework
                 .unreachable_tasks
                 .values()
+                .map(TaskRecord::task)
                 .filter(|t| viewer.task(framework, t))
-                .map(|t| task_json(t))
+                .map(|t| task_json(&t))
                 .collect(),
         );
         object["completed_tasks"] = Value::Array(
             framework
                 .completed_tasks
                 .iter()
+                .map(TaskRecord::task)
                 .filter(|t| viewer.task(framework, t))
-                .map(|t| task_json(t))
+                .map(|t| task_json(&t))
                 .collect(),
         );
         object["offers"] = Value::Array(
@@ -264,13 +268,13 @@ pub fn framework_json(
 
 fn agent_used(master: &Master, agent: &Agent) -> Resources {
     let mut used = Resources::default();
-    for (framework_id, task_id) in &agent.tasks {
+    for (framework_id, task_id) in agent.tasks.iter() {
         if let Some(task) = master
             .frameworks
             .get(framework_id)
             .and_then(|f| f.tasks.get(task_id))
         {
-            if let Ok(r) = Resources::try_from(task.resources.clone()) {
+            if let Ok(r) = Resources::try_from(task.resources()) {
                 used += r;
             }
         }
@@ -472,8 +476,8 @@ pub fn state_summary_json(master: &Master, flags: &Flags, viewer: &mut Viewer) -
     for agent in master.agents.values() {
         let mut object = agent_json(master, agent);
         let mut states = Vec::new();
-        let mut framework_ids: Vec<&String> = Vec::new();
-        for (framework_id, task_id) in &agent.tasks {
+        let mut framework_ids: Vec<&str> = Vec::new();
+        for (framework_id, task_id) in agent.tasks.iter() {
             let Some(framework) = master.frameworks.get(framework_id) else {
                 continue;
             };
@@ -482,8 +486,8 @@ pub fn state_summary_json(master: &Master, flags: &Flags, viewer: &mut Viewer) -
             }
             framework_ids.push(framework_id);
             if let Some(task) = framework.tasks.get(task_id) {
-                if viewer.task(framework, task) {
-                    states.push(task.state);
+                if viewer.task_record(framework, task) {
+                    states.push(task.state());
                 }
             }
         }
@@ -508,16 +512,13 @@ pub fn state_summary_json(master: &Master, flags: &Flags, viewer: &mut Viewer) -
                 .values()
                 .chain(framework.completed_tasks.iter())
                 .chain(framework.unreachable_tasks.values())
-                .filter(|t| viewer.task(framework, t))
-                .map(|t| t.state)
+                .filter(|t| viewer.task_record(framework, t))
+                .map(TaskRecord::state)
                 .collect();
             if let Value::Object(map) = &mut object {
                 map.extend(task_counts(states.into_iter()));
-                let mut agent_ids: Vec<&String> = framework
-                    .tasks
-                    .values()
-                    .map(|t| &t.agent_id.value)
-                    .collect();
+                let mut agent_ids: Vec<String> =
+                    framework.tasks.values().map(TaskRecord::agent_id).collect();
                 agent_ids.sort();
                 agent_ids.dedup();
                 map.insert("slave_ids".into(), json!(agent_ids));
@@ -558,7 +559,7 @@ pub fn tasks_json(master: &Master, params: &Params, viewer: &mut Viewer) -> Resu
             ))
         }
     };
-    let mut tasks: Vec<&v1::Task> = master
+    let mut tasks: Vec<v1::Task> = master
         .frameworks
         .values()
         .filter(|f| params.framework_id.as_ref().is_none_or(|id| *id == f.id))
@@ -567,7 +568,7 @@ pub fn tasks_json(master: &Master, params: &Params, viewer: &mut Viewer) -> Resu
                 .values()
                 .chain(f.unreachable_tasks.values())
                 .chain(f.completed_tasks.iter())
-                .map(move |t| (f, &**t))
+                .map(move |t| (f, t.task()))
         })
         .filter(|(f, t)| viewer.framework(f) && viewer.task(f, t))
         .map(|(_, t)| t)
@@ -587,7 +588,7 @@ pub fn tasks_json(master: &Master, params: &Params, viewer: &mut Viewer) -> Resu
         .into_iter()
         .skip(offset)
         .take(limit)
-        .map(task_json)
+        .map(|t| task_json(&t))
         .collect();
     Ok(json!({ "tasks": page }))
 }
@@ -604,7 +605,7 @@ pub fn roles_json(master: &Master) -> Value {
                 .push(framework.id.clone());
         }
         for task in framework.tasks.values() {
-            for resource in &task.resources {
+            for resource in &task.resources() {
                 if let Some(role) = resource
                     .allocation_info
                     .as_ref()
@@ -641,7 +642,7 @@ pub fn metrics_json(master: &Master) -> Value {
     let mut tasks_by_state: HashMap<&'static str, u64> = HashMap::new();
     for framework in master.frameworks.values() {
         for task in framework.tasks.values() {
-            *tasks_by_state.entry(state_name(task.state)).or_default() += 1;
+            *tasks_by_state.entry(state_name(task.state())).or_default() += 1;
         }
     }
     let count = |s: &str| tasks_by_state.get(s).copied().unwrap_or(0);

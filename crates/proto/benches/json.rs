@@ -1,5 +1,6 @@
 //! Cost of Mesos JSON on the master's hot path (UPDATE events out, ACCEPT
-//! and ACKNOWLEDGE calls in), against the raw prost encoding of the same
+//! and ACKNOWLEDGE calls in) and of the required-field check on inbound
+//! protobuf messages, against the raw prost encoding of the same
 //! messages measured in the same run.
 
 use std::hint::black_box;
@@ -56,6 +57,35 @@ fn bench(c: &mut Criterion) {
     });
     group.bench_function("from_slice ACKNOWLEDGE", |b| {
         b.iter(|| mesos_proto::json::from_slice::<Call>(black_box(ACK)).expect("parses"))
+    });
+    let status_update = mesos_proto::internal::StatusUpdateMessage {
+        update: mesos_proto::internal::StatusUpdate {
+            framework_id: v1::FrameworkId {
+                value: "8b1c6f0e-4d3a-4f8e-9d51-6a2b7c9e0f11-0000".into(),
+            },
+            executor_id: update().update.and_then(|u| u.status.executor_id),
+            slave_id: update().update.and_then(|u| u.status.agent_id),
+            status: update().update.map(|u| u.status).unwrap_or_default(),
+            timestamp: 1_763_800_000.123,
+            uuid: Some(bytes::Bytes::from_static(&[7u8; 16])),
+            latest_state: None,
+        },
+        pid: Some("slave(1)@127.0.0.1:31000".into()),
+    }
+    .encode_to_vec();
+    group.bench_function("baseline: prost decode StatusUpdateMessage", |b| {
+        b.iter(|| {
+            mesos_proto::internal::StatusUpdateMessage::decode(black_box(status_update.as_slice()))
+                .expect("decodes")
+        })
+    });
+    group.bench_function("decode_checked StatusUpdateMessage", |b| {
+        b.iter(|| {
+            mesos_proto::json::decode_checked::<mesos_proto::internal::StatusUpdateMessage>(
+                black_box(status_update.as_slice()),
+            )
+            .expect("decodes")
+        })
     });
     group.finish();
 }

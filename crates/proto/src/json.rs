@@ -191,7 +191,7 @@ pub fn decode_checked<M: Message + Default + Name>(body: &[u8]) -> Result<M, Con
     // Common case first: every required field is on the wire, so prost's
     // decode is the whole job; otherwise the reflective path names what is
     // missing (or what is malformed).
-    if crate::wire::all_required_present(&descriptor::<M>(), body) {
+    if crate::wire::all_required_present::<M>(body) {
         if let Ok(message) = M::decode(body) {
             return Ok(message);
         }

@@ -5,15 +5,108 @@
 //! bytes) returns `false` and the caller takes the reflective path, which
 //! gives the exact error.
 
-use prost_reflect::{Cardinality, Kind, MessageDescriptor};
+use std::collections::HashMap;
+use std::sync::LazyLock;
 
-/// Whether every required field of `desc`, and of every sub-message, is
-/// present in `bytes` in a form the fast path understands.
-pub(crate) fn all_required_present(desc: &MessageDescriptor, bytes: &[u8]) -> bool {
-    walk(desc, bytes, 0).unwrap_or(false)
+use prost_reflect::{Cardinality, DescriptorPool, Kind};
+
+/// Whether every required field of the message `M`, and of every
+/// sub-message, is present in `bytes` in a form the fast path understands.
+pub(crate) fn all_required_present<M: prost::Name>(bytes: &[u8]) -> bool {
+    let plans = &*PLANS;
+    plans
+        .index(M::PACKAGE, M::NAME, M::full_name)
+        .is_some_and(|i| walk(&plans.plans, i, bytes, 0).unwrap_or(false))
 }
 
 const MAX_DEPTH: usize = 64;
+
+/// What the walk needs of one message type, read once from the descriptor
+/// pool: asking prost-reflect per message and per field (iterating fields,
+/// looking up kinds, collecting the required numbers) cost more than the
+/// walk itself on the master's busiest path.
+struct Plan {
+    /// Numbers of its required fields.
+    required: Box<[u32]>,
+    /// Its message-typed fields, sorted by number: (number, plan of the
+    /// field's type, whether it is a map).
+    messages: Box<[(u32, usize, bool)]>,
+}
+
+struct Plans {
+    /// package → bare name → plan, or None where the package has several
+    /// messages of that name (nested in different parents).
+    by_name: HashMap<String, HashMap<String, Option<usize>>>,
+    /// Full name → plan.
+    by_full_name: HashMap<String, usize>,
+    plans: Vec<Plan>,
+}
+
+static PLANS: LazyLock<Plans> = LazyLock::new(|| Plans::of(crate::json::pool()));
+
+impl Plans {
+    /// The plan of a message. `name` is prost's bare name (`Operation` for
+    /// `Offer.Operation`), so it only identifies a type its package has
+    /// once; otherwise the full name (an allocation) decides.
+    fn index(
+        &self,
+        package: &str,
+        name: &str,
+        full_name: impl FnOnce() -> String,
+    ) -> Option<usize> {
+        match self.by_name.get(package)?.get(name)? {
+            Some(index) => Some(*index),
+            None => self.by_full_name.get(&full_name()).copied(),
+        }
+    }
+
+    fn of(pool: &DescriptorPool) -> Self {
+        let messages: Vec<_> = pool.all_messages().collect();
+        let by_full_name: HashMap<String, usize> = messages
+            .iter()
+            .enumerate()
+            .map(|(i, m)| (m.full_name().to_string(), i))
+            .collect();
+        let mut by_name: HashMap<String, HashMap<String, Option<usize>>> = HashMap::new();
+        for (i, m) in messages.iter().enumerate() {
+            by_name
+                .entry(m.package_name().to_string())
+                .or_default()
+                .entry(m.name().to_string())
+                .and_modify(|seen| *seen = None)
+                .or_insert(Some(i));
+        }
+        let plans = messages
+            .iter()
+            .map(|m| {
+                let required = m
+                    .fields()
+                    .filter(|f| f.cardinality() == Cardinality::Required)
+                    .map(|f| f.number())
+                    .collect();
+                let mut fields: Vec<(u32, usize, bool)> = m
+                    .fields()
+                    .filter_map(|f| match f.kind() {
+                        Kind::Message(inner) => by_full_name
+                            .get(inner.full_name())
+                            .map(|&i| (f.number(), i, f.is_map())),
+                        _ => None,
+                    })
+                    .collect();
+                fields.sort_unstable();
+                Plan {
+                    required,
+                    messages: fields.into(),
+                }
+            })
+            .collect();
+        Self {
+            by_name,
+            by_full_name,
+            plans,
+        }
+    }
+}
 
 fn varint(bytes: &[u8], pos: &mut usize) -> Option<u64> {
     let mut value = 0u64;
@@ -28,22 +121,18 @@ fn varint(bytes: &[u8], pos: &mut usize) -> Option<u64> {
     None
 }
 
-fn walk(desc: &MessageDescriptor, bytes: &[u8], depth: usize) -> Option<bool> {
-    if depth > MAX_DEPTH {
+fn walk(plans: &[Plan], index: usize, bytes: &[u8], depth: usize) -> Option<bool> {
+    let plan = plans.get(index)?;
+    if depth > MAX_DEPTH || plan.required.len() > 64 {
         return None;
     }
-    let required: Vec<u32> = desc
-        .fields()
-        .filter(|f| f.cardinality() == Cardinality::Required)
-        .map(|f| f.number())
-        .collect();
-    let mut seen = vec![false; required.len()];
+    let mut seen = 0u64;
     let mut pos = 0;
     while pos < bytes.len() {
         let key = varint(bytes, &mut pos)?;
         let number = u32::try_from(key >> 3).ok()?;
-        if let Some(i) = required.iter().position(|n| *n == number) {
-            seen[i] = true;
+        if let Some(i) = plan.required.iter().position(|n| *n == number) {
+            seen |= 1 << i;
         }
         match key & 7 {
             0 => {
@@ -55,11 +144,10 @@ fn walk(desc: &MessageDescriptor, bytes: &[u8], depth: usize) -> Option<bool> {
                 let len = usize::try_from(varint(bytes, &mut pos)?).ok()?;
                 let end = pos.checked_add(len)?;
                 let body = bytes.get(pos..end)?;
-                if let Some(field) = desc.get_field(number) {
-                    if let Kind::Message(inner) = field.kind() {
-                        if field.is_map() || !walk(&inner, body, depth + 1)? {
-                            return Some(false);
-                        }
+                if let Ok(at) = plan.messages.binary_search_by_key(&number, |m| m.0) {
+                    let (_, inner, is_map) = plan.messages[at];
+                    if is_map || !walk(plans, inner, body, depth + 1)? {
+                        return Some(false);
                     }
                 }
                 pos = end;
@@ -70,7 +158,7 @@ fn walk(desc: &MessageDescriptor, bytes: &[u8], depth: usize) -> Option<bool> {
             return None;
         }
     }
-    Some(seen.iter().all(|s| *s))
+    Some(seen.count_ones() as usize == plan.required.len())
 }
 
 #[cfg(test)]
@@ -111,10 +199,7 @@ mod tests {
     }
 
     fn fast_ok<M: Name>(bytes: &[u8]) -> bool {
-        let desc = crate::json::pool()
-            .get_message_by_name(&M::full_name())
-            .expect("known message");
-        all_required_present(&desc, bytes)
+        all_required_present::<M>(bytes)
     }
 
     #[test]
@@ -132,6 +217,56 @@ mod tests {
         prost::encoding::bytes::encode(1, &raw, &mut wrapped);
         assert!(!fast_ok::<msg::StatusUpdateMessage>(&wrapped));
         assert!(!reflective_ok::<msg::StatusUpdateMessage>(&wrapped));
+    }
+
+    #[test]
+    fn nested_message_types_are_found_by_their_prost_names() {
+        let operation = v1::offer::Operation {
+            r#type: Some(v1::offer::operation::Type::Launch as i32),
+            launch: Some(v1::offer::operation::Launch {
+                task_infos: vec![v1::TaskInfo {
+                    name: "t".into(),
+                    task_id: v1::TaskId { value: "t".into() },
+                    agent_id: v1::AgentId { value: "a".into() },
+                    ..Default::default()
+                }],
+            }),
+            ..Default::default()
+        };
+        let bytes = operation.encode_to_vec();
+        assert!(fast_ok::<v1::offer::Operation>(&bytes));
+        // Launch (2) holding one task without its required agent_id (3).
+        let mut raw = Vec::new();
+        prost::encoding::string::encode(1, &"t".to_string(), &mut raw);
+        let task_id = v1::TaskId { value: "t".into() };
+        prost::encoding::message::encode(2, &task_id, &mut raw);
+        let mut launch = Vec::new();
+        prost::encoding::bytes::encode(1, &raw, &mut launch);
+        let mut wrapped = Vec::new();
+        prost::encoding::bytes::encode(2, &launch, &mut wrapped);
+        assert!(!fast_ok::<v1::offer::Operation>(&wrapped));
+        assert!(!reflective_ok::<v1::offer::Operation>(&wrapped));
+    }
+
+    #[test]
+    fn every_message_in_the_pool_resolves_to_its_own_plan() {
+        let plans = &*PLANS;
+        let mut ambiguous = 0;
+        for m in crate::json::pool().all_messages() {
+            let index = plans.index(m.package_name(), m.name(), || m.full_name().to_string());
+            assert_eq!(
+                index,
+                plans.by_full_name.get(m.full_name()).copied(),
+                "{}",
+                m.full_name()
+            );
+            if plans.by_name[m.package_name()][m.name()].is_none() {
+                ambiguous += 1;
+            }
+        }
+        // Nested names repeat (e.g. several `Type` enums' parents); at least
+        // one message name does too, or this test checks less than it says.
+        assert!(ambiguous > 0);
     }
 
     proptest! {

@@ -509,7 +509,7 @@ pub fn is_message(request: &Request) -> bool {
 /// Axum middleware: hands libprocess messages to the sink, passes every
 /// other request to the router.
 pub async fn message_middleware<S: MessageSink>(
-    sink: S,
+    sink: &S,
     request: Request,
     next: axum::middleware::Next,
 ) -> Response {
@@ -574,9 +574,12 @@ async fn parse_message(request: Request) -> Result<Message, String> {
 
 /// Adds the libprocess message handling in front of `router`.
 pub fn with_messages<S: MessageSink>(router: axum::Router, sink: S) -> axum::Router {
+    // Every request passes here, messages or not: one shared sink, so a
+    // request costs a reference count, not a clone of the sink's fields.
+    let sink = Arc::new(sink);
     router.layer(axum::middleware::from_fn(move |request: Request, next| {
         let sink = sink.clone();
-        async move { message_middleware(sink, request, next).await }
+        async move { message_middleware(&*sink, request, next).await }
     }))
 }
 

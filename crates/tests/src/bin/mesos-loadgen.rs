@@ -878,6 +878,9 @@ fn start_callers(cfg: &FwConfig, stream_id: &str) -> Result<mpsc::UnboundedSende
                         stats.http_errors.fetch_add(1, Ordering::Relaxed);
                         eprintln!("call refused: {status} {}", String::from_utf8_lossy(&text));
                     }
+                    // Calls still queued when the run ends fail against
+                    // the stopped master; that is not an error of the run.
+                    Err(_) if stop.load(Ordering::Relaxed) => {}
                     Err(e) => {
                         stats.http_errors.fetch_add(1, Ordering::Relaxed);
                         eprintln!("call failed: {e:#}");
@@ -1142,8 +1145,23 @@ async fn start_framework(index: usize, cfg: Arc<FwConfig>) -> Result<tokio::task
                 chunk = body.next() => {
                     let Some(Ok(chunk)) = chunk else { break };
                     decoder.feed(&chunk);
-                    while let Ok(Some(record)) = decoder.next_record() {
-                        fw.event(&record);
+                    let mut framing_error = None;
+                    loop {
+                        match decoder.next_record() {
+                            Ok(Some(record)) => fw.event(&record),
+                            Ok(None) => break,
+                            Err(e) => {
+                                framing_error = Some(e);
+                                break;
+                            }
+                        }
+                    }
+                    // The stream cannot be resynchronised after bad framing:
+                    // say so and stop this framework rather than go quiet.
+                    if let Some(e) = framing_error {
+                        eprintln!("framework {}: SUBSCRIBE stream unreadable, stopping: {e}", fw.index);
+                        fw.cfg.stats.http_errors.fetch_add(1, Ordering::Relaxed);
+                        break;
                     }
                 }
                 _ = tick.tick() => {

@@ -255,10 +255,15 @@ impl Viewer<'_> {
         }
     }
 
-    /// [`Viewer::task`] for a stored task, decoded only when a rule has
-    /// to look at its user.
+    /// [`Viewer::task`] for a stored task, without decoding it.
     pub fn task_record(&mut self, framework: &Framework, task: &TaskRecord) -> bool {
-        self.tasks.is_none() || self.task(framework, &task.task())
+        match &mut self.tasks {
+            None => true,
+            Some(filter) => {
+                let user = task.user().unwrap_or(&framework.info.user);
+                filter.allows(Object::Value(user))
+            }
+        }
     }
 
     /// May the reader see this executor of `framework`?

@@ -5,8 +5,9 @@
 //! 1.7 KB per task. The master reads most of it only when an endpoint
 //! shows the task, so a record keeps decoded only what every status update
 //! and acknowledgement reads or writes (state, the latest update's state
-//! and uuid, the newest history state) and the rest as the task's protobuf
-//! encoding, one block. History statuses are appended to that encoding as
+//! and uuid, the newest history state) and what the endpoints filter and
+//! sort many tasks by (the task's user, the newest history timestamp), and
+//! the rest as the task's protobuf encoding, one block. History statuses are appended to that encoding as
 //! further `statuses` (field 8) entries: protobuf concatenation appends to
 //! repeated fields, so decoding the whole yields the full history in order.
 
@@ -25,7 +26,13 @@ pub struct TaskRecord {
     status_update_uuid: Option<Box<[u8]>>,
     /// State of the newest `statuses` entry, if any.
     last_history_state: Option<i32>,
-    /// The task without the four fields above, then its history statuses.
+    /// Timestamp of the newest `statuses` entry (0 without one), what
+    /// `/master/tasks` sorts by.
+    last_history_timestamp: f64,
+    /// `Task.user`, what the view_tasks filter reads.
+    user: Option<Box<str>>,
+    /// The task without state, user and the update fields above, then its
+    /// history statuses.
     encoded: Box<[u8]>,
 }
 
@@ -39,12 +46,20 @@ impl TaskRecord {
         // buffer the message arrived in, which it would keep alive.
         let status_update_uuid = task.status_update_uuid.take().map(|u| Box::from(&u[..]));
         let last_history_state = task.statuses.last().map(|s| s.state);
+        let last_history_timestamp = task
+            .statuses
+            .last()
+            .and_then(|s| s.timestamp)
+            .unwrap_or(0.0);
+        let user = task.user.take().map(String::into_boxed_str);
         task.state = 0;
         Self {
             state,
             status_update_state,
             status_update_uuid,
             last_history_state,
+            last_history_timestamp,
+            user,
             encoded: task.encode_to_vec().into_boxed_slice(),
         }
     }
@@ -59,6 +74,7 @@ impl TaskRecord {
             v1::Task::default()
         });
         task.state = self.state;
+        task.user = self.user.as_deref().map(str::to_string);
         task.status_update_state = self.status_update_state;
         task.status_update_uuid = self
             .status_update_uuid
@@ -110,6 +126,16 @@ impl TaskRecord {
         self.last_history_state
     }
 
+    /// Timestamp of the newest history status (0 without one).
+    pub fn last_history_timestamp(&self) -> f64 {
+        self.last_history_timestamp
+    }
+
+    /// The user the task runs as, if it names one (`Task.user`).
+    pub fn user(&self) -> Option<&str> {
+        self.user.as_deref()
+    }
+
     /// Appends `status` (trimmed by [`super::history_status`]) to the
     /// task's history.
     pub fn push_history(&mut self, status: &TaskStatus) {
@@ -119,22 +145,47 @@ impl TaskRecord {
         prost::encoding::message::encode(STATUSES_FIELD, &entry, &mut encoded);
         self.encoded = encoded.into_boxed_slice();
         self.last_history_state = Some(status.state);
+        self.last_history_timestamp = entry.timestamp.unwrap_or(0.0);
     }
 
-    /// The task's resources.
+    /// The task's resources (only that field is decoded: endpoints sum
+    /// them over every task).
     pub fn resources(&self) -> Vec<Resource> {
-        self.task().resources
+        TaskResources::decode(&self.encoded[..])
+            .map(|t| t.resources)
+            .unwrap_or_default()
     }
 
-    /// The agent it runs on.
+    /// The agent it runs on (only that field is decoded).
     pub fn agent_id(&self) -> String {
-        self.task().agent_id.value
+        TaskAgent::decode(&self.encoded[..])
+            .ok()
+            .and_then(|t| t.agent_id)
+            .map(|a| a.value)
+            .unwrap_or_default()
     }
 
     /// Heap bytes it holds (for the memory benchmarks and tests).
     pub fn heap_bytes(&self) -> usize {
-        self.encoded.len() + self.status_update_uuid.as_ref().map_or(0, |u| u.len())
+        self.encoded.len()
+            + self.status_update_uuid.as_ref().map_or(0, |u| u.len())
+            + self.user.as_ref().map_or(0, |u| u.len())
     }
+}
+
+/// `Task.resources` alone: prost skips the other fields without building
+/// them.
+#[derive(Clone, PartialEq, prost::Message)]
+struct TaskResources {
+    #[prost(message, repeated, tag = "7")]
+    resources: Vec<Resource>,
+}
+
+/// `Task.agent_id` alone.
+#[derive(Clone, PartialEq, prost::Message)]
+struct TaskAgent {
+    #[prost(message, optional, tag = "5")]
+    agent_id: Option<v1::AgentId>,
 }
 
 #[cfg(test)]
@@ -190,6 +241,7 @@ mod tests {
             Some(TaskState::TaskStarting as i32)
         );
         assert_eq!(record.agent_id(), "a1");
+        assert_eq!(record.user(), Some("nobody"));
         assert_eq!(record.resources(), original.resources);
     }
 
@@ -211,6 +263,7 @@ mod tests {
             ]
         );
         assert_eq!(task.statuses[1].timestamp, Some(2.0));
+        assert_eq!(record.last_history_timestamp(), 2.0);
         assert_eq!(task.statuses[1].message, None, "history is trimmed");
         assert_eq!(task.state, TaskState::TaskRunning as i32);
         assert_eq!(

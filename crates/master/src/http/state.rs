@@ -559,28 +559,41 @@ pub fn tasks_json(master: &Master, params: &Params, viewer: &mut Viewer) -> Resu
             ))
         }
     };
-    let mut tasks: Vec<v1::Task> = master
-        .frameworks
-        .values()
-        .filter(|f| params.framework_id.as_ref().is_none_or(|id| *id == f.id))
-        .flat_map(|f| {
-            f.tasks
-                .values()
-                .chain(f.unreachable_tasks.values())
-                .chain(f.completed_tasks.iter())
-                .map(move |t| (f, t.task()))
-        })
-        .filter(|(f, t)| viewer.framework(f) && viewer.task(f, t))
-        .map(|(_, t)| t)
-        .filter(|t| {
-            params
-                .task_id
-                .as_ref()
-                .is_none_or(|id| *id == t.task_id.value)
-        })
-        .collect();
-    let stamp = |t: &v1::Task| t.statuses.last().and_then(|s| s.timestamp).unwrap_or(0.0);
-    tasks.sort_by(|a, b| stamp(a).total_cmp(&stamp(b)));
+    // Filtered and sorted on the records' decoded fields; only the page
+    // shown is decoded.
+    let wanted = |key: Option<&String>, record: &TaskRecord| match &params.task_id {
+        None => true,
+        Some(id) => match key {
+            Some(key) => key == id,
+            None => record.task().task_id.value == *id,
+        },
+    };
+    let mut tasks: Vec<&TaskRecord> = Vec::new();
+    for framework in master.frameworks.values() {
+        if params
+            .framework_id
+            .as_ref()
+            .is_some_and(|id| *id != framework.id)
+            || !viewer.framework(framework)
+        {
+            continue;
+        }
+        let keyed = framework
+            .tasks
+            .iter()
+            .chain(framework.unreachable_tasks.iter())
+            .map(|(k, t)| (Some(k), t));
+        let completed = framework.completed_tasks.iter().map(|t| (None, t));
+        for (key, record) in keyed.chain(completed) {
+            if viewer.task_record(framework, record) && wanted(key, record) {
+                tasks.push(record);
+            }
+        }
+    }
+    tasks.sort_by(|a, b| {
+        a.last_history_timestamp()
+            .total_cmp(&b.last_history_timestamp())
+    });
     if !ascending {
         tasks.reverse();
     }
@@ -588,7 +601,7 @@ pub fn tasks_json(master: &Master, params: &Params, viewer: &mut Viewer) -> Resu
         .into_iter()
         .skip(offset)
         .take(limit)
-        .map(|t| task_json(&t))
+        .map(|t| task_json(&t.task()))
         .collect();
     Ok(json!({ "tasks": page }))
 }
@@ -896,4 +909,111 @@ pub fn forbidden(denied: &Denied) -> Response {
         format!("403 Forbidden. {}", denied.explanation),
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::core::authz::Authz;
+    use crate::core::Config;
+    use crate::registry::InMemoryRegistry;
+    use mesos_common::Upid;
+
+    /// A master whose one framework has active tasks a, b, c (latest
+    /// status at 3, 1, 2) and completed task d (at 4).
+    fn master_with_tasks() -> Master {
+        let config = Config {
+            upid: Upid::new("master", "127.0.0.1", 5050),
+            hostname: "localhost".into(),
+            agent_ping_timeout: Duration::from_secs(15),
+            max_agent_ping_timeouts: 5,
+            agent_reregister_timeout: Duration::from_secs(600),
+            role_whitelist: None,
+            root_submissions: true,
+            max_completed_frameworks: 50,
+            max_completed_tasks_per_framework: 1000,
+            weights: vec![],
+            authenticate_agents: false,
+            authz: Authz::default(),
+        };
+        let mut master =
+            Master::new(config, Box::new(InMemoryRegistry::default())).expect("master");
+        let info = v1::FrameworkInfo {
+            user: "u".into(),
+            name: "f".into(),
+            ..Default::default()
+        };
+        let mut framework = Framework::new("f1".into(), info, 0.0);
+        let record = |id: &str, at: f64, state: TaskState| {
+            let mut record = TaskRecord::new(v1::Task {
+                name: id.into(),
+                task_id: v1::TaskId { value: id.into() },
+                framework_id: v1::FrameworkId { value: "f1".into() },
+                agent_id: v1::AgentId { value: "a1".into() },
+                state: state as i32,
+                ..Default::default()
+            });
+            record.push_history(&v1::TaskStatus {
+                state: state as i32,
+                timestamp: Some(at),
+                ..Default::default()
+            });
+            record
+        };
+        for (id, at) in [("a", 3.0), ("b", 1.0), ("c", 2.0)] {
+            framework
+                .tasks
+                .insert(id.into(), record(id, at, TaskState::TaskRunning));
+        }
+        framework.complete_task(record("d", 4.0, TaskState::TaskFinished), 10);
+        master.frameworks.insert("f1".into(), framework);
+        master
+    }
+
+    fn ids(master: &Master, params: Params) -> Vec<String> {
+        let authz = Authz::default();
+        let mut viewer = authz.viewer(None);
+        let value = tasks_json(master, &params, &mut viewer).expect("valid parameters");
+        value["tasks"]
+            .as_array()
+            .expect("a task list")
+            .iter()
+            .map(|t| t["id"].as_str().expect("an id").to_string())
+            .collect()
+    }
+
+    #[test]
+    fn tasks_are_sorted_by_latest_status_paged_and_found_by_id() {
+        let master = master_with_tasks();
+        assert_eq!(ids(&master, Params::default()), ["d", "a", "c", "b"]);
+        let asc = Params {
+            order: Some("asc".into()),
+            ..Default::default()
+        };
+        assert_eq!(ids(&master, asc), ["b", "c", "a", "d"]);
+        let page = Params {
+            limit: Some("2".into()),
+            offset: Some("1".into()),
+            ..Default::default()
+        };
+        assert_eq!(ids(&master, page), ["a", "c"]);
+        for id in ["c", "d"] {
+            let one = Params {
+                task_id: Some(id.into()),
+                ..Default::default()
+            };
+            assert_eq!(
+                ids(&master, one),
+                [id],
+                "active and completed tasks are found"
+            );
+        }
+        let other = Params {
+            framework_id: Some("f2".into()),
+            ..Default::default()
+        };
+        assert!(ids(&master, other).is_empty());
+    }
 }

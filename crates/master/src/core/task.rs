@@ -6,10 +6,11 @@
 //! shows the task, so a record keeps decoded only what every status update
 //! and acknowledgement reads or writes (state, the latest update's state
 //! and uuid, the newest history state) and what the endpoints filter and
-//! sort many tasks by (the task's user, the newest history timestamp), and
-//! the rest as the task's protobuf encoding, one block. History statuses are appended to that encoding as
-//! further `statuses` (field 8) entries: protobuf concatenation appends to
-//! repeated fields, so decoding the whole yields the full history in order.
+//! sort many tasks by (the task's user, the newest history timestamp); the
+//! rest is the task's protobuf encoding, one block. History statuses are
+//! appended to that encoding as further `statuses` (field 8) entries:
+//! protobuf concatenation appends to repeated fields, so decoding the
+//! whole yields the full history in order.
 
 use bytes::Bytes;
 use mesos_proto::v1::{self, Resource, TaskStatus};

@@ -223,27 +223,24 @@ pub fn framework_json(
             framework
                 .tasks
                 .values()
-                .map(TaskRecord::task)
-                .filter(|t| viewer.task(framework, t))
-                .map(|t| task_json(&t))
+                .filter(|t| viewer.task_record(framework, t))
+                .map(|t| task_json(&t.task()))
                 .collect(),
         );
         object["unreachable_tasks"] = Value::Array(
             framework
                 .unreachable_tasks
                 .values()
-                .map(TaskRecord::task)
-                .filter(|t| viewer.task(framework, t))
-                .map(|t| task_json(&t))
+                .filter(|t| viewer.task_record(framework, t))
+                .map(|t| task_json(&t.task()))
                 .collect(),
         );
         object["completed_tasks"] = Value::Array(
             framework
                 .completed_tasks
                 .iter()
-                .map(TaskRecord::task)
-                .filter(|t| viewer.task(framework, t))
-                .map(|t| task_json(&t))
+                .filter(|t| viewer.task_record(framework, t))
+                .map(|t| task_json(&t.task()))
                 .collect(),
         );
         object["offers"] = Value::Array(

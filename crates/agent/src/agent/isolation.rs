@@ -151,6 +151,11 @@ impl Agent {
         container_id: &str,
         limitation: ContainerLimitation,
     ) {
+        // Already handled: found by `check` when a failed update arrived,
+        // and now reported again by the watcher.
+        if self.limitations.contains_key(container_id) {
+            return;
+        }
         let Some(executor) = self.executor_mut(framework_id, executor_id) else {
             return;
         };

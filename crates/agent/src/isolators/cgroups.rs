@@ -136,8 +136,11 @@ pub enum Subsystem {
 struct Tracked {
     /// OOM kills counted before we watched (a recovered container's old ones).
     oom_baseline: u64,
-    /// The limitation was raised already: raise it once.
-    reported: bool,
+    /// The limitation, once found. `watch` raises it once; `check` keeps
+    /// answering with it, so an executor's failed update that arrives while
+    /// the watcher's report is still on its way to the agent is still
+    /// recognised as the limitation's effect.
+    found: Option<ContainerLimitation>,
 }
 
 /// `cgroups/cpu` or `cgroups/mem`.
@@ -231,23 +234,27 @@ impl CgroupsIsolator {
     }
 
     /// The container's limitation if an OOM kill happened since it was
-    /// watched and none was reported yet.
+    /// watched: for the watcher (`again` false) only the first time it is
+    /// seen, for `check` (`again` true) every time.
     fn poll(
         containers: &Mutex<HashMap<String, Tracked>>,
         control: &dyn CgroupControl,
         container_id: &str,
+        again: bool,
     ) -> Option<ContainerLimitation> {
+        let mut map = containers.lock().unwrap_or_else(|p| p.into_inner());
+        let tracked = map.get_mut(container_id)?;
+        if let Some(found) = &tracked.found {
+            return again.then(|| found.clone());
+        }
         let kills = Self::oom_kills(control, container_id).ok()?;
-        {
-            let mut map = containers.lock().unwrap_or_else(|p| p.into_inner());
-            let tracked = map.get_mut(container_id)?;
-            if tracked.reported || kills <= tracked.oom_baseline {
-                return None;
-            }
-            tracked.reported = true;
+        if kills <= tracked.oom_baseline {
+            return None;
         }
         tracing::info!(%container_id, "OOM detected for container");
-        Some(Self::oom_limitation(control, container_id))
+        let limitation = Self::oom_limitation(control, container_id);
+        tracked.found = Some(limitation.clone());
+        Some(limitation)
     }
 
     fn track(&self, container_id: &str) {
@@ -259,7 +266,7 @@ impl CgroupsIsolator {
             .entry(container_id.to_string())
             .or_insert(Tracked {
                 oom_baseline,
-                reported: false,
+                found: None,
             });
     }
 }
@@ -320,7 +327,9 @@ impl Isolator for CgroupsIsolator {
                 if !tracked {
                     return None;
                 }
-                if let Some(limitation) = Self::poll(&containers, control.as_ref(), &container_id) {
+                if let Some(limitation) =
+                    Self::poll(&containers, control.as_ref(), &container_id, false)
+                {
                     return Some(limitation);
                 }
             }
@@ -329,7 +338,9 @@ impl Isolator for CgroupsIsolator {
 
     fn check(&self, container_id: &str) -> Option<ContainerLimitation> {
         match self.subsystem {
-            Subsystem::Mem => Self::poll(&self.containers, self.control.as_ref(), container_id),
+            Subsystem::Mem => {
+                Self::poll(&self.containers, self.control.as_ref(), container_id, true)
+            }
             Subsystem::Cpu => None,
         }
     }
@@ -530,7 +541,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn an_oom_kill_is_a_memory_limitation_raised_once() {
+    async fn an_oom_kill_is_raised_once_by_the_watcher_and_kept_for_check() {
         let rec = Recording::new(1);
         let iso = CgroupsIsolator::new(Subsystem::Mem, false, rec.clone());
         rec.set(
@@ -568,8 +579,18 @@ mod tests {
             limitation.resources[0].scalar.as_ref().map(|s| s.value),
             Some(64.0)
         );
-        assert_eq!(iso.check("c1"), None, "raised once");
+        // The watcher raises it once; `check` still answers with it (the
+        // agent asks when the executor's failed update beats the watcher's
+        // report to it).
+        assert!(
+            tokio::time::timeout(3 * OOM_POLL_INTERVAL, iso.watch("c1"))
+                .await
+                .is_err(),
+            "raised once by the watcher"
+        );
+        assert_eq!(iso.check("c1"), Some(limitation.clone()));
         iso.cleanup("c1").expect("cleanup");
+        assert_eq!(iso.check("c1"), None, "forgotten with the container");
         assert_eq!(
             iso.watch("c1").await,
             None,

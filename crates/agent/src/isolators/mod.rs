@@ -196,8 +196,9 @@ pub trait Isolator: Send + Sync + 'static {
 
     /// The container's limitation, checked now rather than at the next
     /// `watch` poll (the agent asks when an executor reports a failed task,
-    /// which may be the effect of the limitation). A limitation is raised
-    /// once, through `check` or `watch`.
+    /// which may be the effect of the limitation). `watch` raises a
+    /// limitation once; `check` answers with it for as long as the
+    /// container is tracked, whoever found it first.
     fn check(&self, _container_id: &str) -> Option<ContainerLimitation> {
         None
     }

@@ -12,7 +12,7 @@ pub mod operator;
 pub mod scheduler;
 pub mod task;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 pub mod validation;
 
 use std::collections::{HashMap, VecDeque};

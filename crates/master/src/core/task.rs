@@ -166,8 +166,9 @@ impl TaskRecord {
             .unwrap_or_default()
     }
 
-    /// Heap bytes it holds (for the memory benchmarks and tests).
-    pub fn heap_bytes(&self) -> usize {
+    /// Heap bytes it holds.
+    #[cfg(test)]
+    fn heap_bytes(&self) -> usize {
         self.encoded.len()
             + self.status_update_uuid.as_ref().map_or(0, |u| u.len())
             + self.user.as_ref().map_or(0, |u| u.len())

@@ -36,7 +36,9 @@ fn config() -> Config {
     }
 }
 
-fn master() -> Master {
+/// A master with the test config and an in-memory registry (also used by
+/// the HTTP layer's tests).
+pub(crate) fn master() -> Master {
     Master::new(config(), Box::new(InMemoryRegistry::default())).expect("in-memory registry")
 }
 

@@ -910,33 +910,13 @@ pub fn forbidden(denied: &Denied) -> Response {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
     use crate::core::authz::Authz;
-    use crate::core::Config;
-    use crate::registry::InMemoryRegistry;
-    use mesos_common::Upid;
 
     /// A master whose one framework has active tasks a, b, c (latest
     /// status at 3, 1, 2) and completed task d (at 4).
     fn master_with_tasks() -> Master {
-        let config = Config {
-            upid: Upid::new("master", "127.0.0.1", 5050),
-            hostname: "localhost".into(),
-            agent_ping_timeout: Duration::from_secs(15),
-            max_agent_ping_timeouts: 5,
-            agent_reregister_timeout: Duration::from_secs(600),
-            role_whitelist: None,
-            root_submissions: true,
-            max_completed_frameworks: 50,
-            max_completed_tasks_per_framework: 1000,
-            weights: vec![],
-            authenticate_agents: false,
-            authz: Authz::default(),
-        };
-        let mut master =
-            Master::new(config, Box::new(InMemoryRegistry::default())).expect("master");
+        let mut master = crate::core::tests::master();
         let info = v1::FrameworkInfo {
             user: "u".into(),
             name: "f".into(),

@@ -7,7 +7,7 @@
 //! depend on them), and loaded by the launcher's child after `no_new_privs`.
 //!
 //! Secure by default: without `--seccomp_profile_name` the built-in profile
-//! (`crates/agent/seccomp/default.json`) applies, which refuses (EPERM) the
+//! (`agent/seccomp/default.json`) applies, which refuses (EPERM) the
 //! calls containers have no business making (`keyctl`, `mount`, `unshare`,
 //! `setns`, `ptrace`, `bpf`, `kexec_load`, ...). A task opts out with
 //! `LinuxInfo.seccomp.unconfined` or picks another profile of

@@ -669,11 +669,11 @@ pub fn python() -> Option<PathBuf> {
     if let Ok(p) = std::env::var("MESOS_TEST_PYTHON") {
         return Some(PathBuf::from(p));
     }
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python");
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python");
     venv.exists().then_some(venv)
 }
 
-/// Path of a script under `crates/tests/python`.
+/// Path of a script under `tests/python`.
 pub fn script(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("python")

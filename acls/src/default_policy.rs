@@ -12,6 +12,14 @@
 //! * `run-tasks-non-root`: tasks may run as any named user except `root`;
 //!   an empty or unknown user (the agent would fall back to its own user,
 //!   usually root) is denied by `run-tasks-as-root`.
+//! * `own-frameworks`: a principal may view (`view_frameworks`,
+//!   `view_tasks`, `view_executors`), tear down (`teardown_frameworks`) and
+//!   read the sandboxes (`access_sandboxes`) of the frameworks it
+//!   registered itself, whatever user they run as; asked through
+//!   [`Authorizer::authorize_owned`] with the framework's authenticated
+//!   principal as the owner.
+//! * `not-own-framework`: those actions on anything else (another
+//!   principal's framework, or one whose owner is unknown) are denied.
 //! * `deny-by-default`: every other request is denied; the explanation names
 //!   the ACL to add (with `--acls`).
 //!
@@ -32,8 +40,21 @@ pub const RULE_OTHER_ROLE: &str = "register-frameworks-other-role";
 pub const RULE_NON_ROOT: &str = "run-tasks-non-root";
 /// Name of the rule denying tasks as root or an unknown user.
 pub const RULE_ROOT: &str = "run-tasks-as-root";
+/// Name of the rule allowing a principal its own frameworks.
+pub const RULE_OWN_FRAMEWORKS: &str = "own-frameworks";
+/// Name of the rule denying those actions on other principals' frameworks.
+pub const RULE_NOT_OWN_FRAMEWORK: &str = "not-own-framework";
 /// Name of the rule denying everything else.
 pub const RULE_DENY: &str = "deny-by-default";
+
+/// The actions a framework's own principal is granted on it.
+pub const OWNER_ACTIONS: &[Action] = &[
+    Action::ViewFrameworks,
+    Action::ViewTasks,
+    Action::ViewExecutors,
+    Action::TeardownFrameworks,
+    Action::AccessSandboxes,
+];
 
 /// The secure default policy (see the module documentation).
 #[derive(Debug, Clone, Copy, Default)]
@@ -59,7 +80,23 @@ impl Authorizer for DefaultAuthorizer {
                 Decision::new(true, Rule::Default(RULE_NON_ROOT))
             }
             (Action::RunTasks, _) => Decision::new(false, Rule::Default(RULE_ROOT)),
+            (action, _) if OWNER_ACTIONS.contains(&action) => {
+                Decision::new(false, Rule::Default(RULE_NOT_OWN_FRAMEWORK))
+            }
             _ => Decision::new(false, Rule::Default(RULE_DENY)),
+        }
+    }
+
+    fn authorize_owned(&self, request: &Request, owner: Option<&str>) -> Decision {
+        match (request.subject, owner) {
+            (Some(subject), Some(owner))
+                if !subject.is_empty()
+                    && subject == owner
+                    && OWNER_ACTIONS.contains(&request.action) =>
+            {
+                Decision::new(true, Rule::Default(RULE_OWN_FRAMEWORKS))
+            }
+            _ => self.authorize(request),
         }
     }
 
@@ -136,6 +173,76 @@ mod tests {
                 Rule::Default(RULE_ROOT)
             );
         }
+    }
+
+    fn ask_owned(action: Action, subject: Option<&str>, owner: Option<&str>) -> Decision {
+        DefaultAuthorizer.authorize_owned(
+            &Request {
+                action,
+                subject,
+                object: Object::Value("nobody"),
+            },
+            owner,
+        )
+    }
+
+    #[test]
+    fn a_principal_may_view_tear_down_and_read_its_own_frameworks() {
+        for action in OWNER_ACTIONS {
+            assert_eq!(
+                ask_owned(*action, Some("fw"), Some("fw")),
+                Decision::new(true, Rule::Default(RULE_OWN_FRAMEWORKS)),
+                "{action}"
+            );
+        }
+    }
+
+    #[test]
+    fn another_principals_framework_is_denied_naming_the_rule_and_the_acl() {
+        for action in OWNER_ACTIONS {
+            for (subject, owner) in [
+                (Some("other"), Some("fw")),
+                (Some("fw"), None),
+                (None, None),
+                (Some(""), Some("")),
+            ] {
+                assert_eq!(
+                    ask_owned(*action, subject, owner),
+                    Decision::new(false, Rule::Default(RULE_NOT_OWN_FRAMEWORK)),
+                    "{action} by {subject:?} on {owner:?}'s"
+                );
+            }
+        }
+        let request = Request {
+            action: Action::ViewFrameworks,
+            subject: Some("other"),
+            object: Object::Value("nobody"),
+        };
+        let decision = DefaultAuthorizer.authorize_owned(&request, Some("fw"));
+        assert_eq!(
+            decision.explain(&request),
+            "principal 'other' denied to view_frameworks on users 'nobody' by the default policy rule 'not-own-framework' (no --acls given); to allow it, add {\"principals\":{\"values\":[\"other\"]},\"users\":{\"values\":[\"nobody\"]}} to \"view_frameworks\""
+        );
+    }
+
+    #[test]
+    fn ownership_grants_nothing_beyond_the_owner_actions() {
+        for action in [Action::ViewFlags, Action::GetEndpoints, Action::ViewRoles] {
+            assert_eq!(
+                ask_owned(action, Some("fw"), Some("fw")).outcome,
+                Outcome::Denied,
+                "{action}"
+            );
+        }
+        // Tasks as root stay denied for a framework's own principal.
+        let request = Request {
+            action: Action::RunTasks,
+            subject: Some("fw"),
+            object: Object::Value("root"),
+        };
+        assert!(!DefaultAuthorizer
+            .authorize_owned(&request, Some("fw"))
+            .is_allowed());
     }
 
     #[test]

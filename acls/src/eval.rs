@@ -159,6 +159,16 @@ pub trait Authorizer: Send + Sync {
     /// framework subscribing with an empty role list: Mesos answers with
     /// `permissive`.
     fn authorize_no_objects(&self, action: Action, subject: Option<&str>) -> Decision;
+
+    /// Decides a request about something that belongs to a framework the
+    /// principal `owner` registered (its tasks, executors, sandboxes, or
+    /// the framework itself). Mesos's ACLs know no owners, so by default
+    /// the owner is ignored; the secure default policy grants owners their
+    /// own frameworks ([`crate::DefaultAuthorizer`]).
+    fn authorize_owned(&self, request: &Request, owner: Option<&str>) -> Decision {
+        let _ = owner;
+        self.authorize(request)
+    }
 }
 
 /// Checks every object (e.g. each role of a `FrameworkInfo` for

@@ -14,35 +14,20 @@ pub struct ViewFilter<'a> {
     authz: &'a dyn Authorizer,
     action: Action,
     subject: Option<&'a str>,
+    unowned: Memo,
+    /// Decisions about objects of frameworks registered by each owner.
+    by_owner: HashMap<String, Memo>,
+}
+
+/// Decisions per object value, and for `ANY`.
+#[derive(Default)]
+struct Memo {
     values: HashMap<String, bool>,
     any: Option<bool>,
 }
 
-impl<'a> ViewFilter<'a> {
-    /// A filter for `principal` doing `action` (e.g. `view_tasks`).
-    pub fn new(authz: &'a dyn Authorizer, principal: Option<&'a str>, action: Action) -> Self {
-        ViewFilter {
-            authz,
-            action,
-            subject: principal,
-            values: HashMap::new(),
-            any: None,
-        }
-    }
-
-    /// Whether the object is visible; asks the authorizer once per distinct
-    /// object.
-    pub fn allows(&mut self, object: Object) -> bool {
-        let (action, subject, authz) = (self.action, self.subject, self.authz);
-        let ask = |object| {
-            authz
-                .authorize(&Request {
-                    action,
-                    subject,
-                    object,
-                })
-                .is_allowed()
-        };
+impl Memo {
+    fn get_or_ask(&mut self, object: Object, ask: impl FnOnce(Object) -> bool) -> bool {
         match object {
             Object::Any => *self.any.get_or_insert_with(|| ask(Object::Any)),
             Object::Value(v) => match self.values.get(v) {
@@ -56,9 +41,67 @@ impl<'a> ViewFilter<'a> {
         }
     }
 
+    fn len(&self) -> usize {
+        self.values.len() + usize::from(self.any.is_some())
+    }
+}
+
+impl<'a> ViewFilter<'a> {
+    /// A filter for `principal` doing `action` (e.g. `view_tasks`).
+    pub fn new(authz: &'a dyn Authorizer, principal: Option<&'a str>, action: Action) -> Self {
+        ViewFilter {
+            authz,
+            action,
+            subject: principal,
+            unowned: Memo::default(),
+            by_owner: HashMap::new(),
+        }
+    }
+
+    /// Whether the object is visible; asks the authorizer once per distinct
+    /// object.
+    pub fn allows(&mut self, object: Object) -> bool {
+        let (action, subject, authz) = (self.action, self.subject, self.authz);
+        self.unowned.get_or_ask(object, |object| {
+            authz
+                .authorize(&Request {
+                    action,
+                    subject,
+                    object,
+                })
+                .is_allowed()
+        })
+    }
+
+    /// Whether the object of a framework registered by `owner` is visible
+    /// ([`Authorizer::authorize_owned`]); asks once per distinct owner and
+    /// object.
+    pub fn allows_owned(&mut self, object: Object, owner: Option<&str>) -> bool {
+        let Some(owner) = owner else {
+            return self.allows(object);
+        };
+        let (action, subject, authz) = (self.action, self.subject, self.authz);
+        let memo = match self.by_owner.get_mut(owner) {
+            Some(memo) => memo,
+            None => self.by_owner.entry(owner.to_owned()).or_default(),
+        };
+        memo.get_or_ask(object, |object| {
+            authz
+                .authorize_owned(
+                    &Request {
+                        action,
+                        subject,
+                        object,
+                    },
+                    Some(owner),
+                )
+                .is_allowed()
+        })
+    }
+
     /// The number of distinct objects the authorizer was asked about.
     pub fn checks(&self) -> usize {
-        self.values.len() + usize::from(self.any.is_some())
+        self.unowned.len() + self.by_owner.values().map(Memo::len).sum::<usize>()
     }
 
     /// Keeps the items whose object is visible.

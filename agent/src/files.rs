@@ -71,6 +71,11 @@ impl Files {
         self
     }
 
+    /// The authorizer in force on this agent.
+    pub fn authz(&self) -> &SandboxAuthz {
+        &self.authz
+    }
+
     /// Resolves as [`Files::resolve`], then checks that `principal` may
     /// read the sandbox the path lies in.
     pub async fn resolve_for(
@@ -82,17 +87,17 @@ impl Files {
         if !self.authz.is_on() {
             return Ok(canonical);
         }
-        let mut user = None;
+        let mut owner = None;
         if let (Some(agent), Some((_, framework_id, executor_id))) = (
             &self.agent,
             crate::sandbox_authz::sandbox_ids(&self.root, &canonical),
         ) {
-            user = agent.sandbox_user(framework_id, executor_id).await;
+            owner = agent.sandbox_owner(framework_id, executor_id).await;
         }
-        if user.is_none() {
-            user = crate::sandbox_authz::sandbox_user(&self.root, &canonical);
+        if owner.is_none() {
+            owner = crate::sandbox_authz::sandbox_owner(&self.root, &canonical);
         }
-        self.authz.check(principal, user.as_deref())?;
+        self.authz.check(principal, owner.as_ref())?;
         Ok(canonical)
     }
 

@@ -1,15 +1,17 @@
 //! The agent's HTTP surface: `/state`, `/flags`, `/health`, `/version`,
-//! `/files/*` and `/api/v1/executor`, each also under `/slave(1)/` and with
-//! a trailing slash, plus libprocess messages (through
-//! `mesos_common::transport::with_messages`). Handlers only translate.
+//! `/metrics/snapshot`, `/files/*` and `/api/v1/executor`, each also under
+//! `/slave(1)/` and with a trailing slash, plus libprocess messages
+//! (through `mesos_common::transport::with_messages`). Handlers only
+//! translate.
 //!
-//! Realms (see [`crate::auth`]): `/state`, `/flags` and `/files/*` are in
-//! `mesos-agent-readonly`; `/api/v1/executor` checks executor tokens itself
-//! (`mesos-agent-executor`); `/health` and `/version` are open.
+//! Realms (see [`crate::auth`]): `/state`, `/flags`, `/metrics/snapshot`
+//! and `/files/*` are in `mesos-agent-readonly`; `/api/v1/executor` checks
+//! executor tokens itself (`mesos-agent-executor`); `/health` and
+//! `/version` are open.
 
 use std::sync::Arc;
 
-use axum::extract::{Query, State};
+use axum::extract::{Extension, Query, State};
 use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
@@ -20,10 +22,11 @@ use mesos_common::transport::with_messages;
 use serde_json::json;
 
 use crate::agent::AgentHandle;
-use crate::auth::{self, HttpAuth};
+use crate::auth::{self, HttpAuth, Principal};
 use crate::executor_api::{executor_api, ExecutorApi};
 use crate::files::{self, Files};
 use crate::flags::Config;
+use crate::sandbox_authz::SandboxAuthz;
 
 #[derive(Debug, Default, serde::Deserialize)]
 struct JsonpQuery {
@@ -89,6 +92,14 @@ pub fn router(agent: AgentHandle, config: Arc<Config>, files: Files, auth: HttpA
             };
         }
     }
+    let mut metrics_routes = Router::new();
+    for path in spellings("/metrics/snapshot") {
+        metrics_routes = metrics_routes.route(&path, get(metrics));
+    }
+    let metrics_routes = metrics_routes
+        .route_layer(readonly.clone())
+        .with_state((agent.clone(), files.authz().clone()));
+
     let file_routes = file_routes.route_layer(readonly).with_state(files);
 
     let router = Router::new()
@@ -97,6 +108,7 @@ pub fn router(agent: AgentHandle, config: Arc<Config>, files: Files, auth: HttpA
         .merge(config_routes)
         .merge(misc)
         .merge(file_routes)
+        .merge(metrics_routes)
         .fallback(|| async { (StatusCode::NOT_FOUND, "404 Not Found.") });
     with_messages(router, agent.sink())
 }
@@ -104,6 +116,31 @@ pub fn router(agent: AgentHandle, config: Arc<Config>, files: Files, auth: HttpA
 async fn state(State(agent): State<AgentHandle>, Query(query): Query<JsonpQuery>) -> Response {
     match agent.state().await {
         Some(value) => json_response(&value, query.jsonp.as_deref()),
+        None => HttpError::new(StatusCode::SERVICE_UNAVAILABLE, "Agent is shutting down")
+            .into_response(),
+    }
+}
+
+/// `GET /metrics/snapshot`: `slave/*` and `system/*` (read-only realm,
+/// then `get_endpoints` on the path, as on the master).
+async fn metrics(
+    State((agent, authz)): State<(AgentHandle, SandboxAuthz)>,
+    principal: Option<Extension<Principal>>,
+    Query(query): Query<JsonpQuery>,
+) -> Response {
+    let principal = principal.and_then(|Extension(Principal(p))| p);
+    if let Err(denied) = authz.check_endpoint(principal.as_deref(), "/metrics/snapshot") {
+        return denied.into_response();
+    }
+    // Read outside the agent's task: it is file IO.
+    let system = mesos_common::system::metrics();
+    match agent.metrics().await {
+        Some(mut map) => {
+            for (name, value) in system {
+                map.insert(name.to_string(), json!(value));
+            }
+            json_response(&serde_json::Value::Object(map), query.jsonp.as_deref())
+        }
         None => HttpError::new(StatusCode::SERVICE_UNAVAILABLE, "Agent is shutting down")
             .into_response(),
     }

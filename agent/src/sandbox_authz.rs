@@ -1,4 +1,5 @@
-//! `access_sandboxes` for `/files/*`: which authorizer is in force on the
+//! `access_sandboxes` for `/files/*` (and `get_endpoints` for
+//! `/metrics/snapshot`): which authorizer is in force on the
 //! agent (`--acls`, else our secure default when the read-only realm is
 //! authenticated, else none) and which user owns a sandbox path. It decides
 //! nothing itself (the rules live in `mesos-acls`) and reads only the
@@ -6,12 +7,14 @@
 //! sandbox is asked for.
 //!
 //! Object of the check: the executor's command user, else its framework's
-//! user (Mesos's `access_sandboxes` object). A path above any executor's
+//! user (Mesos's `access_sandboxes` object); the framework's principal is
+//! its owner ([`Authorizer::authorize_owned`]), so under the secure default
+//! a principal reads the sandboxes of its own frameworks. A path above any executor's
 //! sandbox, or one whose executor's checkpoints are gone, is checked with
 //! object ANY, so only an entry granting every user's sandboxes allows it.
 //!
-//! Without `--acls` the secure default denies every sandbox read with an
-//! explanation naming the ACL to add; Mesos (no authorizer) allows it.
+//! Without `--acls` the secure default denies every other sandbox read with
+//! an explanation naming the ACL to add; Mesos (no authorizer) allows it.
 
 use std::path::{Component, Path};
 use std::sync::Arc;
@@ -137,12 +140,17 @@ impl SandboxAuthz {
         self.authorizer.is_some()
     }
 
-    /// May `principal` read a sandbox of `user` (`None`: unknown, checked
-    /// as ANY)? 403 with the explanation if not.
-    pub fn check(&self, principal: Option<&str>, user: Option<&str>) -> Result<(), HttpError> {
+    /// May `principal` read a sandbox owned by `owner` (`None`: unknown,
+    /// checked as ANY with no owner)? 403 with the explanation if not.
+    pub fn check(
+        &self,
+        principal: Option<&str>,
+        owner: Option<&SandboxOwner>,
+    ) -> Result<(), HttpError> {
         let Some(authorizer) = &self.authorizer else {
             return Ok(());
         };
+        let user = owner.map(|o| o.user.as_str());
         let request = Request {
             action: Action::AccessSandboxes,
             subject: principal,
@@ -151,16 +159,41 @@ impl SandboxAuthz {
                 None => Object::Any,
             },
         };
+        let decision =
+            authorizer.authorize_owned(&request, owner.and_then(|o| o.principal.as_deref()));
+        self.decided(&request, decision)
+    }
+
+    /// `get_endpoints` on `path` (`/metrics/snapshot`), as the master
+    /// checks it. 403 with the explanation if denied.
+    pub fn check_endpoint(&self, principal: Option<&str>, path: &str) -> Result<(), HttpError> {
+        let Some(authorizer) = &self.authorizer else {
+            return Ok(());
+        };
+        let request = Request {
+            action: Action::GetEndpoints,
+            subject: principal,
+            object: Object::Value(path),
+        };
         let decision = authorizer.authorize(&request);
+        self.decided(&request, decision)
+    }
+
+    /// Audits a denial and turns the decision into a result.
+    fn decided(&self, request: &Request, decision: mesos_acls::Decision) -> Result<(), HttpError> {
         if decision.is_allowed() {
             return Ok(());
         }
-        let explanation = decision.explain(&request);
+        let principal = request.subject;
+        let explanation = decision.explain(request);
         let rule = format!("{:?}", decision.rule);
         let event = AuthzEvent {
             principal,
-            action: Action::AccessSandboxes.as_str(),
-            object: user,
+            action: request.action.as_str(),
+            object: match request.object {
+                Object::Value(v) => Some(v),
+                Object::Any => None,
+            },
             outcome: Outcome::Failure,
             rule: &rule,
             reason: Some(&explanation),
@@ -174,6 +207,17 @@ impl SandboxAuthz {
             format!("403 Forbidden. {explanation}"),
         ))
     }
+}
+
+/// Whose an executor's sandbox is: the user it runs as and the principal
+/// that registered its framework.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SandboxOwner {
+    /// The executor's command user, else its framework's user.
+    pub user: String,
+    /// `FrameworkInfo.principal` (set by the master to the principal the
+    /// scheduler authenticated as).
+    pub principal: Option<String>,
 }
 
 /// `(agent_id, framework_id, executor_id)` of the executor sandbox
@@ -192,32 +236,37 @@ pub fn sandbox_ids<'a>(root: &Path, canonical: &'a Path) -> Option<(&'a str, &'a
     Some((agent_id, framework_id, executor_id))
 }
 
-/// The user owning the executor sandbox `canonical` lies in, from the
+/// The owner of the executor sandbox `canonical` lies in, from the
 /// checkpoints (live executors only; the agent's memory also knows
-/// completed ones, see [`crate::agent::AgentHandle::sandbox_user`]): the
-/// executor's command user, else its framework's user, from the
-/// checkpoints under `<root>/../meta`. `None` above an executor's sandbox
-/// or when the checkpoints cannot be read.
-pub fn sandbox_user(root: &Path, canonical: &Path) -> Option<String> {
+/// completed ones, see [`crate::agent::AgentHandle::sandbox_owner`]): the
+/// executor's command user, else its framework's user, and the framework's
+/// principal, from the checkpoints under `<root>/../meta`. `None` above an
+/// executor's sandbox or when the checkpoints cannot be read.
+pub fn sandbox_owner(root: &Path, canonical: &Path) -> Option<SandboxOwner> {
     let (agent_id, framework_id, executor_id) = sandbox_ids(root, canonical)?;
     let layout = Layout::new(root.parent()?);
     let executor: Option<v1::ExecutorInfo> =
         checkpoint::read_message(&layout.executor_info(agent_id, framework_id, executor_id))
             .ok()
             .flatten();
-    if let Some(user) = executor
-        .as_ref()
-        .and_then(|e| e.command.as_ref())
-        .and_then(|c| c.user.clone())
-    {
-        return Some(user);
-    }
-    let framework: v1::FrameworkInfo =
+    // An executor whose own checkpoint is gone is not attributed.
+    let executor = executor?;
+    let framework: Option<v1::FrameworkInfo> =
         checkpoint::read_message(&layout.framework_info(agent_id, framework_id))
             .ok()
-            .flatten()?;
-    // An executor whose own checkpoint is gone is not attributed.
-    executor.map(|_| framework.user)
+            .flatten();
+    let executor_user = executor.command.and_then(|c| c.user);
+    match (executor_user, framework) {
+        (Some(user), framework) => Some(SandboxOwner {
+            user,
+            principal: framework.and_then(|f| f.principal),
+        }),
+        (None, Some(framework)) => Some(SandboxOwner {
+            user: framework.user,
+            principal: framework.principal,
+        }),
+        (None, None) => None,
+    }
 }
 
 #[cfg(test)]
@@ -232,6 +281,7 @@ mod tests {
         std::fs::write(sandbox.join("stdout"), "hi").expect("write");
         let framework = v1::FrameworkInfo {
             user: "alice".into(),
+            principal: Some("fw".into()),
             ..Default::default()
         };
         let path = layout.framework_info("S", "F");
@@ -252,18 +302,28 @@ mod tests {
     }
 
     #[test]
-    fn sandbox_user_is_the_executor_user_else_the_framework_user() {
+    fn sandbox_owner_is_the_executor_user_else_the_framework_user_and_its_principal() {
         let (_dir, root) = setup(Some("bob"));
         let stdout = root.join("S/frameworks/F/executors/E/runs/C/stdout");
-        assert_eq!(sandbox_user(&root, &stdout).as_deref(), Some("bob"));
+        assert_eq!(
+            sandbox_owner(&root, &stdout).map(|o| o.user).as_deref(),
+            Some("bob")
+        );
         let (_dir, root) = setup(None);
         let stdout = root.join("S/frameworks/F/executors/E/runs/C/stdout");
-        assert_eq!(sandbox_user(&root, &stdout).as_deref(), Some("alice"));
-        // Above an executor, or an unknown executor: no user.
-        assert_eq!(sandbox_user(&root, &root.join("S/frameworks/F")), None);
         assert_eq!(
-            sandbox_user(&root, &root.join("S/frameworks/F/executors/X/runs")),
+            sandbox_owner(&root, &stdout).map(|o| o.user).as_deref(),
+            Some("alice")
+        );
+        // Above an executor, or an unknown executor: no user.
+        assert_eq!(sandbox_owner(&root, &root.join("S/frameworks/F")), None);
+        assert_eq!(
+            sandbox_owner(&root, &root.join("S/frameworks/F/executors/X/runs")),
             None
+        );
+        assert_eq!(
+            sandbox_owner(&root, &stdout).and_then(|o| o.principal),
+            Some("fw".into())
         );
     }
 
@@ -278,10 +338,10 @@ mod tests {
         let authz = SandboxAuthz::with_authorizer(Arc::new(
             mesos_acls::CasbinAuthorizer::new_blocking(&acls.acls).expect("authorizer"),
         ));
-        let user = sandbox_user(&root, &stdout);
-        assert!(authz.check(Some("ops"), user.as_deref()).is_ok());
+        let owner = sandbox_owner(&root, &stdout);
+        assert!(authz.check(Some("ops"), owner.as_ref()).is_ok());
         let denied = authz
-            .check(Some("eve"), user.as_deref())
+            .check(Some("eve"), owner.as_ref())
             .expect_err("eve may not");
         assert_eq!(denied.status, StatusCode::FORBIDDEN);
         assert!(
@@ -291,17 +351,22 @@ mod tests {
         );
         // Object ANY above the sandboxes: only an ANY-users entry allows it.
         assert!(authz
-            .check(Some("ops"), sandbox_user(&root, &root.join("S")).as_deref())
+            .check(Some("ops"), sandbox_owner(&root, &root.join("S")).as_ref())
             .is_err());
         // The secure default denies and says what to add.
         let default = SandboxAuthz::with_authorizer(Arc::new(mesos_acls::DefaultAuthorizer));
         let denied = default
-            .check(Some("ops"), user.as_deref())
+            .check(Some("ops"), owner.as_ref())
             .expect_err("default denies");
         assert!(
-            denied.message.contains("to allow it, add"),
+            denied.message.contains("'not-own-framework'")
+                && denied.message.contains("to allow it, add"),
             "{}",
             denied.message
         );
+        // ... but the framework's own principal reads its sandboxes.
+        assert!(default.check(Some("fw"), owner.as_ref()).is_ok());
+        // With --acls, owning the framework grants nothing by itself.
+        assert!(authz.check(Some("fw"), owner.as_ref()).is_err());
     }
 }

@@ -33,9 +33,7 @@ MesosExecutorDriver(Echo()).run()
 fn python() -> Option<PathBuf> {
     let candidate = std::env::var_os("MESOS_TEST_PYTHON")
         .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python")
-        });
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python"));
     let works = std::process::Command::new(&candidate)
         .args(["-c", "import pymesos"])
         .output()

@@ -8,6 +8,7 @@ pub mod flags;
 pub mod http;
 pub mod net;
 pub mod resources;
+pub mod system;
 pub mod tls;
 pub mod transport;
 pub mod upid;

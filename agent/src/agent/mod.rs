@@ -107,15 +107,18 @@ pub enum Input {
     },
     /// A `/state` snapshot is wanted.
     State(oneshot::Sender<serde_json::Value>),
+    /// The agent's `slave/*` metrics.
+    Metrics(oneshot::Sender<serde_json::Map<String, serde_json::Value>>),
     /// The user an executor's sandbox belongs to (`/files` authorization).
-    SandboxUser {
+    SandboxOwner {
         /// Framework id.
         framework_id: String,
         /// Executor id.
         executor_id: String,
-        /// The executor's command user, else its framework's user; `None`
-        /// when the agent knows no such executor.
-        reply: oneshot::Sender<Option<String>>,
+        /// The executor's command user, else its framework's user, and the
+        /// framework's principal; `None` when the agent knows no such
+        /// executor.
+        reply: oneshot::Sender<Option<crate::sandbox_authz::SandboxOwner>>,
     },
     /// Stop: the master told the agent to shut down and the grace period
     /// passed.
@@ -228,13 +231,17 @@ impl AgentHandle {
         })
     }
 
-    /// The user the sandbox of `executor_id` of `framework_id` belongs to
-    /// (live or completed): the executor's command user, else its
-    /// framework's user.
-    pub async fn sandbox_user(&self, framework_id: &str, executor_id: &str) -> Option<String> {
+    /// Whose the sandbox of `executor_id` of `framework_id` is (live or
+    /// completed): the executor's command user, else its framework's user,
+    /// and the framework's principal.
+    pub async fn sandbox_owner(
+        &self,
+        framework_id: &str,
+        executor_id: &str,
+    ) -> Option<crate::sandbox_authz::SandboxOwner> {
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send(Input::SandboxUser {
+            .send(Input::SandboxOwner {
                 framework_id: framework_id.to_string(),
                 executor_id: executor_id.to_string(),
                 reply,
@@ -247,6 +254,13 @@ impl AgentHandle {
     pub async fn state(&self) -> Option<serde_json::Value> {
         let (tx, rx) = oneshot::channel();
         self.tx.send(Input::State(tx)).ok()?;
+        rx.await.ok()
+    }
+
+    /// The agent's `slave/*` metrics, by Mesos's names.
+    pub async fn metrics(&self) -> Option<serde_json::Map<String, serde_json::Value>> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(Input::Metrics(tx)).ok()?;
         rx.await.ok()
     }
 }
@@ -564,19 +578,26 @@ impl Agent {
             Input::State(reply) => {
                 let _ = reply.send(self.state_json());
             }
-            Input::SandboxUser {
+            Input::Metrics(reply) => {
+                let _ = reply.send(self.metrics_json());
+            }
+            Input::SandboxOwner {
                 framework_id,
                 executor_id,
                 reply,
             } => {
-                let _ = reply.send(self.sandbox_user(&framework_id, &executor_id));
+                let _ = reply.send(self.sandbox_owner(&framework_id, &executor_id));
             }
             Input::Exit => {}
         }
     }
 
-    /// See [`AgentHandle::sandbox_user`]; the latest run wins.
-    fn sandbox_user(&self, framework_id: &str, executor_id: &str) -> Option<String> {
+    /// See [`AgentHandle::sandbox_owner`]; the latest run wins.
+    fn sandbox_owner(
+        &self,
+        framework_id: &str,
+        executor_id: &str,
+    ) -> Option<crate::sandbox_authz::SandboxOwner> {
         let framework = self
             .frameworks
             .get(framework_id)
@@ -589,14 +610,15 @@ impl Agent {
             .into_iter()
             .chain(framework.completed_executors.iter().rev())
             .find(|e| e.id == executor_id)?;
-        Some(
-            executor
+        Some(crate::sandbox_authz::SandboxOwner {
+            user: executor
                 .info
                 .command
                 .as_ref()
                 .and_then(|c| c.user.clone())
                 .unwrap_or_else(|| framework.info.user.clone()),
-        )
+            principal: framework.info.principal.clone(),
+        })
     }
 
     /// Sends `input` to the agent after `delay`.

@@ -70,17 +70,16 @@ impl Registration {
     }
 }
 
-/// The capabilities a stock Mesos 1.11 agent advertises.
+/// The capabilities this agent has: only what it implements (a stock
+/// Mesos 1.11 agent also claims RESOURCE_PROVIDER, RESIZE_VOLUME,
+/// AGENT_OPERATION_FEEDBACK and AGENT_DRAINING; add each here when the
+/// messages behind it are handled).
 pub(crate) fn agent_capabilities() -> Vec<v1::agent_info::Capability> {
     use v1::agent_info::capability::Type;
     [
         Type::MultiRole,
         Type::HierarchicalRole,
         Type::ReservationRefinement,
-        Type::ResourceProvider,
-        Type::ResizeVolume,
-        Type::AgentOperationFeedback,
-        Type::AgentDraining,
         Type::TaskResourceLimits,
     ]
     .into_iter()

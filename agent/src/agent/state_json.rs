@@ -209,6 +209,47 @@ fn framework_json(framework: &Framework) -> Value {
 }
 
 impl Agent {
+    /// The `slave/*` gauges of `/metrics/snapshot` (Mesos's names,
+    /// `docs/monitoring.md`): registration, uptime, frameworks, executors,
+    /// tasks by state and total resources.
+    pub(crate) fn metrics_json(&self) -> Map<String, Value> {
+        let mut tasks: std::collections::HashMap<&'static str, u64> = Default::default();
+        let mut executors = 0u64;
+        for framework in self.frameworks.values() {
+            for executor in framework.executors.values() {
+                executors += 1;
+                for entry in executor.tasks.values() {
+                    *tasks.entry(state_name(entry.task.state)).or_default() += 1;
+                }
+            }
+        }
+        let count = |state: &str| tasks.get(state).copied().unwrap_or(0);
+        let total = Resources::new(self.info.resources.clone()).unwrap_or_default();
+        let mut o = Map::new();
+        let mut put = |name: &str, value: Value| {
+            o.insert(name.to_string(), value);
+        };
+        put(
+            "slave/registered",
+            json!(u8::from(self.registration.is_registered())),
+        );
+        put(
+            "slave/uptime_secs",
+            json!(super::now_secs() - self.start_time),
+        );
+        put("slave/frameworks_active", json!(self.frameworks.len()));
+        put("slave/executors_running", json!(executors));
+        put("slave/tasks_staging", json!(count("TASK_STAGING")));
+        put("slave/tasks_starting", json!(count("TASK_STARTING")));
+        put("slave/tasks_running", json!(count("TASK_RUNNING")));
+        put("slave/tasks_killing", json!(count("TASK_KILLING")));
+        put("slave/cpus_total", json!(total.cpus()));
+        put("slave/mem_total", json!(total.mem()));
+        put("slave/disk_total", json!(total.disk()));
+        put("slave/gpus_total", json!(total.gpus()));
+        o
+    }
+
     /// The `/state` document.
     pub(crate) fn state_json(&self) -> Value {
         let capabilities: Vec<Value> = agent_capabilities()

@@ -1,6 +1,8 @@
 //! `mesos-local`: a master and one agent on loopback in one command, for a
 //! first run. The master runs in this process; the agent is the
-//! `mesos-agent` binary next to this one, restarted with it.
+//! `mesos-agent` binary next to this one, restarted with it. On first run
+//! it writes credentials and an `acls.json` that makes `operator` the
+//! cluster's administrator; both are kept (and may be edited) afterwards.
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -49,6 +51,13 @@ fn main() {
             flags.work_dir.display()
         )),
     };
+    let acls = match ensure_acls(&flags.work_dir) {
+        Ok(path) => path,
+        Err(e) => mesos_common::flags::fail(format!(
+            "cannot write {}: {e}",
+            flags.work_dir.join("acls.json").display()
+        )),
+    };
     let tls = local_tls(&flags.work_dir);
     let mut master_flags = match MasterFlags::try_parse_from([
         "mesos-master".to_string(),
@@ -56,6 +65,7 @@ fn main() {
         format!("--port={}", flags.master_port),
         format!("--work_dir={}", master_dir.display()),
         format!("--credentials={}", credentials.all.display()),
+        format!("--acls={}", acls.display()),
     ]) {
         Ok(f) => f,
         Err(e) => mesos_common::flags::fail(e),
@@ -77,6 +87,7 @@ fn main() {
             .arg(format!("--work_dir={}", agent_dir.display()))
             .arg(format!("--credential={}", credentials.agent.display()))
             .arg(format!("--http_credentials={}", credentials.all.display()))
+            .arg(format!("--acls={}", acls.display()))
             .stdin(Stdio::null())
             .kill_on_drop(true);
         if let Some(resources) = &flags.resources {
@@ -111,6 +122,12 @@ fn main() {
             credentials.all.display(),
             Credentials::PRINCIPALS[0],
             flags.master_port,
+        );
+        println!(
+            "mesos-local: authorization: {} grants operator every action, and framework the \
+             roles *, framework and framework/... and tasks as {} (edit it and restart to change it)",
+            acls.display(),
+            task_users().join(" or "),
         );
         tokio::select! {
             r = master => { r??; }
@@ -150,6 +167,78 @@ fn local_tls(work_dir: &std::path::Path) -> Option<mesos_common::tls::certs::Clu
     std::env::set_var("LIBPROCESS_SSL_CA_FILE", certs.ca());
     std::env::set_var("LIBPROCESS_SSL_VERIFY_IPADD", "true");
     Some(certs)
+}
+
+/// The users the `framework` principal may run tasks as: the invoking
+/// user unless it is root, and `nobody`.
+fn task_users() -> Vec<String> {
+    let mut users = Vec::new();
+    let uid = nix::unistd::getuid();
+    if !uid.is_root() {
+        if let Ok(Some(user)) = nix::unistd::User::from_uid(uid) {
+            users.push(user.name);
+        }
+    }
+    users.push("nobody".to_string());
+    users
+}
+
+/// Writes `<work_dir>/acls.json` (Mesos's ACL JSON) unless it exists, and
+/// returns its path. `operator` gets every action with any object;
+/// `framework` may register in `*` and its own role name space, run tasks
+/// as [`task_users`], view frameworks, tasks, executors and sandboxes of
+/// those users and of the invoking user (ACLs match users, not owners:
+/// a framework's `FrameworkInfo.user` is usually whoever started it), and
+/// tear down its own frameworks; `agent` may register agents.
+fn ensure_acls(work_dir: &std::path::Path) -> std::io::Result<PathBuf> {
+    use mesos_acls::Action;
+    use serde_json::{json, Map, Value};
+    std::fs::create_dir_all(work_dir)?;
+    let path = std::path::absolute(work_dir.join("acls.json"))?;
+    if path.exists() {
+        return Ok(path);
+    }
+    let run_as = task_users();
+    let mut view_as = run_as.clone();
+    if let Ok(Some(me)) = nix::unistd::User::from_uid(nix::unistd::getuid()) {
+        if !view_as.contains(&me.name) {
+            view_as.insert(0, me.name);
+        }
+    }
+    let entry = |principal: &str, action: Action, object: Value| {
+        let mut e = Map::new();
+        e.insert("principals".into(), json!({ "values": [principal] }));
+        e.insert(action.object_key().into(), object);
+        Value::Object(e)
+    };
+    let mut acls = Map::new();
+    acls.insert("permissive".into(), json!(false));
+    for action in Action::ALL {
+        let mut entries = vec![entry("operator", *action, json!({ "type": "ANY" }))];
+        let framework = match action {
+            Action::RegisterFrameworks => {
+                Some(json!({ "values": ["*", "framework", "framework/%"] }))
+            }
+            Action::RunTasks => Some(json!({ "values": run_as })),
+            Action::ViewFrameworks
+            | Action::ViewTasks
+            | Action::ViewExecutors
+            | Action::AccessSandboxes => Some(json!({ "values": view_as })),
+            Action::TeardownFrameworks => Some(json!({ "values": ["framework"] })),
+            _ => None,
+        };
+        if let Some(object) = framework {
+            entries.push(entry("framework", *action, object));
+        }
+        if *action == Action::RegisterAgents {
+            entries.push(entry("agent", *action, json!({ "type": "ANY" })));
+        }
+        acls.insert(action.as_str().into(), Value::Array(entries));
+    }
+    let text = serde_json::to_string_pretty(&Value::Object(acls))?;
+    // Not secret, but only its owner should change who may do what.
+    write_atomic(&path, format!("{text}\n").as_bytes(), 0o644)?;
+    Ok(path)
 }
 
 /// The credentials of a local cluster, generated on first run and kept.

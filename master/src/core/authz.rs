@@ -86,6 +86,27 @@ impl Authz {
         self.decided(&request, decision)
     }
 
+    /// [`Authz::check`] about something of a framework registered by
+    /// `owner` ([`Authorizer::authorize_owned`]).
+    pub fn check_owned(
+        &self,
+        action: Action,
+        subject: Option<&str>,
+        object: Object,
+        owner: Option<&str>,
+    ) -> Result<(), Denied> {
+        let Some(authorizer) = &self.authorizer else {
+            return Ok(());
+        };
+        let request = Request {
+            action,
+            subject,
+            object,
+        };
+        let decision = authorizer.authorize_owned(&request, owner);
+        self.decided(&request, decision)
+    }
+
     /// Whether a read may include something (`view_flags` inside
     /// `/master/state`): like the view filters, not audited or logged, so
     /// a reader polling the state does not flood the log.
@@ -200,26 +221,34 @@ pub fn task_user<'a>(task: &'a v1::TaskInfo, framework_user: &'a str) -> &'a str
 
 /// What one reader of the read endpoints may see (view_frameworks on the
 /// framework's user, view_tasks on the task's user or else the
-/// framework's, view_executors likewise). Decisions are memoized per
-/// distinct user, so filtering many tasks costs a few checks.
+/// framework's, view_executors likewise), with the framework's
+/// authenticated principal as the owner ([`Authorizer::authorize_owned`]:
+/// under the secure default a principal sees its own frameworks).
+/// Decisions are memoized per distinct user and owner, so filtering many
+/// tasks costs a few checks.
 pub struct Viewer<'a> {
     frameworks: Option<ViewFilter<'a>>,
     tasks: Option<ViewFilter<'a>>,
     executors: Option<ViewFilter<'a>>,
 }
 
+fn allows(filter: &mut Option<ViewFilter>, user: &str, owner: Option<&str>) -> bool {
+    match filter {
+        None => true,
+        Some(filter) => filter.allows_owned(Object::Value(user), owner),
+    }
+}
+
 impl Viewer<'_> {
     /// May the reader see this framework?
     pub fn framework(&mut self, framework: &Framework) -> bool {
-        self.framework_of_user(&framework.info.user)
+        self.framework_of_user(&framework.info.user, framework.principal.as_deref())
     }
 
-    /// May the reader see a framework whose user is `user`?
-    pub fn framework_of_user(&mut self, user: &str) -> bool {
-        match &mut self.frameworks {
-            None => true,
-            Some(filter) => filter.allows(Object::Value(user)),
-        }
+    /// May the reader see a framework whose user is `user`, registered by
+    /// `owner`?
+    pub fn framework_of_user(&mut self, user: &str, owner: Option<&str>) -> bool {
+        allows(&mut self.frameworks, user, owner)
     }
 
     /// May the reader see every framework and task (what it is shown when
@@ -236,48 +265,31 @@ impl Viewer<'_> {
             }
     }
 
-    /// May the reader see a task running as `user`?
-    pub fn task_of_user(&mut self, user: &str) -> bool {
-        match &mut self.tasks {
-            None => true,
-            Some(filter) => filter.allows(Object::Value(user)),
-        }
+    /// May the reader see a task running as `user` of a framework
+    /// registered by `owner`?
+    pub fn task_of_user(&mut self, user: &str, owner: Option<&str>) -> bool {
+        allows(&mut self.tasks, user, owner)
     }
 
     /// May the reader see this task of `framework`?
     pub fn task(&mut self, framework: &Framework, task: &v1::Task) -> bool {
-        match &mut self.tasks {
-            None => true,
-            Some(filter) => {
-                let user = task.user.as_deref().unwrap_or(&framework.info.user);
-                filter.allows(Object::Value(user))
-            }
-        }
+        let user = task.user.as_deref().unwrap_or(&framework.info.user);
+        allows(&mut self.tasks, user, framework.principal.as_deref())
     }
 
     /// [`Viewer::task`] for a stored task, without decoding it.
     pub fn task_record(&mut self, framework: &Framework, task: &TaskRecord) -> bool {
-        match &mut self.tasks {
-            None => true,
-            Some(filter) => {
-                let user = task.user().unwrap_or(&framework.info.user);
-                filter.allows(Object::Value(user))
-            }
-        }
+        let user = task.user().unwrap_or(&framework.info.user);
+        allows(&mut self.tasks, user, framework.principal.as_deref())
     }
 
     /// May the reader see this executor of `framework`?
     pub fn executor(&mut self, framework: &Framework, executor: &v1::ExecutorInfo) -> bool {
-        match &mut self.executors {
-            None => true,
-            Some(filter) => {
-                let user = executor
-                    .command
-                    .as_ref()
-                    .and_then(|c| c.user.as_deref())
-                    .unwrap_or(&framework.info.user);
-                filter.allows(Object::Value(user))
-            }
-        }
+        let user = executor
+            .command
+            .as_ref()
+            .and_then(|c| c.user.as_deref())
+            .unwrap_or(&framework.info.user);
+        allows(&mut self.executors, user, framework.principal.as_deref())
     }
 }

@@ -112,6 +112,13 @@ pub enum Timer {
     AgentReregisterTimeout,
 }
 
+/// What `MasterInfo.capabilities` claims (in `/master/state`, GET_MASTER
+/// and SUBSCRIBED): only what is implemented. Mesos 1.11 claims
+/// AGENT_UPDATE (we ignore `UpdateSlaveMessage`), AGENT_DRAINING and
+/// QUOTA_V2 (no draining or quota calls yet); each goes here with the
+/// calls behind it.
+pub const MASTER_CAPABILITIES: &[mesos_proto::v1::master_info::capability::Type] = &[];
+
 /// Counters reported by `/metrics/snapshot`.
 #[derive(Debug, Default, Clone)]
 pub struct Counters {
@@ -235,6 +242,12 @@ impl Master {
                 ip: Some(config.upid.host.clone()),
                 port: i32::from(config.upid.port),
             }),
+            capabilities: MASTER_CAPABILITIES
+                .iter()
+                .map(|t| mesos_proto::v1::master_info::Capability {
+                    r#type: Some(*t as i32),
+                })
+                .collect(),
             ..Default::default()
         };
         let weights = config.weights.iter().cloned().collect();
@@ -517,7 +530,7 @@ impl Master {
         self.allocator.remove_framework(framework_id);
         framework.subscriber = None;
         framework.unregistered_time = Some(now_secs());
-        self.emit_framework_removed(framework.info.clone());
+        self.emit_framework_removed(framework.info.clone(), framework.principal.clone());
         while self.completed_frameworks.len() >= self.config.max_completed_frameworks.max(1) {
             self.completed_frameworks.pop_front();
         }

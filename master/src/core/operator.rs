@@ -18,13 +18,15 @@ use super::{Agent, Framework, Master, HEARTBEAT_INTERVAL_SECS};
 enum Audience {
     /// Every subscriber (agents).
     All,
-    /// Readers allowed view_frameworks on this framework user.
-    Framework(String),
+    /// Readers allowed view_frameworks on this framework user, of a
+    /// framework registered by `owner`.
+    Framework { user: String, owner: Option<String> },
     /// Readers allowed view_frameworks on the framework user and
     /// view_tasks on the task user.
     Task {
         framework_user: String,
         task_user: String,
+        owner: Option<String>,
     },
     /// Readers allowed to view every framework and task (the event's
     /// framework is no longer known, e.g. tasks killed while it is
@@ -36,11 +38,15 @@ impl Audience {
     fn admits(&self, viewer: &mut Viewer) -> bool {
         match self {
             Audience::All => true,
-            Audience::Framework(user) => viewer.framework_of_user(user),
+            Audience::Framework { user, owner } => viewer.framework_of_user(user, owner.as_deref()),
             Audience::Task {
                 framework_user,
                 task_user,
-            } => viewer.framework_of_user(framework_user) && viewer.task_of_user(task_user),
+                owner,
+            } => {
+                viewer.framework_of_user(framework_user, owner.as_deref())
+                    && viewer.task_of_user(task_user, owner.as_deref())
+            }
             Audience::Unattributed => viewer.everything(),
         }
     }
@@ -354,6 +360,7 @@ impl Master {
         Audience::Task {
             framework_user,
             task_user,
+            owner: framework.principal.clone(),
         }
     }
 
@@ -450,11 +457,15 @@ impl Master {
         if self.operator_subscribers.is_empty() {
             return;
         }
-        let Some((framework, user)) = self
-            .frameworks
-            .get(framework_id)
-            .map(|f| (framework_proto(f, f.connected()), f.info.user.clone()))
-        else {
+        let Some((framework, audience)) = self.frameworks.get(framework_id).map(|f| {
+            (
+                framework_proto(f, f.connected()),
+                Audience::Framework {
+                    user: f.info.user.clone(),
+                    owner: f.principal.clone(),
+                },
+            )
+        }) else {
             return;
         };
         let event = if added {
@@ -470,12 +481,19 @@ impl Master {
                 ..Default::default()
             }
         };
-        self.operator_event(event, Audience::Framework(user));
+        self.operator_event(event, audience);
     }
 
     /// FRAMEWORK_REMOVED.
-    pub(crate) fn emit_framework_removed(&mut self, framework_info: v1::FrameworkInfo) {
-        let audience = Audience::Framework(framework_info.user.clone());
+    pub(crate) fn emit_framework_removed(
+        &mut self,
+        framework_info: v1::FrameworkInfo,
+        owner: Option<String>,
+    ) {
+        let audience = Audience::Framework {
+            user: framework_info.user.clone(),
+            owner,
+        };
         self.operator_event(
             Event {
                 r#type: Some(event::Type::FrameworkRemoved as i32),

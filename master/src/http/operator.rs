@@ -290,9 +290,12 @@ fn teardown_as(
         Some(p) => mesos_acls::Object::Value(p),
         None => mesos_acls::Object::Any,
     };
-    m.config
-        .authz
-        .check(mesos_acls::Action::TeardownFrameworks, principal, object)?;
+    m.config.authz.check_owned(
+        mesos_acls::Action::TeardownFrameworks,
+        principal,
+        object,
+        framework.principal.as_deref(),
+    )?;
     m.remove_framework(framework_id, now);
     Ok(true)
 }

@@ -396,7 +396,12 @@ pub fn state_json(master: &Master, flags: &Flags, viewer: &mut Viewer, show_flag
         "id": master.info.id,
         "pid": master.info.pid,
         "hostname": master.info.hostname,
-        "capabilities": ["AGENT_UPDATE", "AGENT_DRAINING", "QUOTA_V2"],
+        "capabilities": master
+            .info
+            .capabilities
+            .iter()
+            .map(|c| c.r#type().as_str_name())
+            .collect::<Vec<_>>(),
         "activated_slaves": master.agents.values().filter(|a| a.connected && a.active).count(),
         "deactivated_slaves": master.agents.values().filter(|a| !a.active).count(),
         "unreachable_slaves": master.unreachable_agents.len(),
@@ -867,7 +872,18 @@ pub async fn metrics(
     ) {
         return forbidden(&denied);
     }
-    render(&app, None, p.jsonp.as_deref(), |m, _, _| metrics_json(m)).await
+    // Read outside the state machine: it is file IO.
+    let system = mesos_common::system::metrics();
+    render(&app, None, p.jsonp.as_deref(), move |m, _, _| {
+        let mut object = metrics_json(m);
+        if let Value::Object(map) = &mut object {
+            for (name, value) in system {
+                map.insert(name.to_string(), json!(value));
+            }
+        }
+        object
+    })
+    .await
 }
 
 /// `GET /master/redirect`: we are always the leader.

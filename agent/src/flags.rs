@@ -25,6 +25,10 @@ pub struct Flags {
     #[arg(long, env = "MESOS_MASTER")]
     pub master: String,
 
+    /// Inbound connection limits.
+    #[command(flatten)]
+    pub connections: mesos_common::connections::ConnectionFlags,
+
     /// IP address to listen on. Mesos binds 0.0.0.0 by default; we bind
     /// loopback unless told otherwise, like the master: the agent's
     /// endpoints (sandboxes, the executor API) are not for every network
@@ -722,6 +726,7 @@ impl Config {
             Some(_) => {}
             None => flags.launcher = Some(crate::launcher::default_kind().as_str().to_string()),
         }
+        flags.connections.validate().map_err(FlagError::Range)?;
         if flags.registration_backoff_factor > Duration::from_secs(60) {
             return Err(FlagError::Range(
                 "--registration_backoff_factor must be at most 1mins".into(),
@@ -858,6 +863,9 @@ impl Config {
             m.insert(k.to_string(), serde_json::Value::String(v));
         };
         put("master", f.master.clone());
+        for (name, value) in f.connections.flags_json() {
+            put(name, value);
+        }
         put("ip", f.ip.to_string());
         if let Some(ip) = f.advertise_ip {
             put("advertise_ip", ip.to_string());

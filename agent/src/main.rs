@@ -111,6 +111,7 @@ async fn run(
     audit: AuditLog,
     tls: Option<Arc<mesos_common::tls::Tls>>,
 ) -> anyhow::Result<()> {
+    let limits = mesos_common::connections::Limits::at_startup(&config.flags.connections);
     let listener = tokio::net::TcpListener::bind((config.flags.ip, config.flags.port))
         .await
         .with_context(|| format!("Failed to bind {}:{}", config.flags.ip, config.flags.port))?;
@@ -137,7 +138,7 @@ async fn run(
     if let Some(tls) = &tls {
         tls.watch(std::time::Duration::from_secs(1));
     }
-    let server = tokio::spawn(mesos_common::net::serve_tls(listener, app, tls));
+    let server = tokio::spawn(mesos_common::net::serve_tls(listener, app, tls, limits));
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("installing the SIGTERM handler")?;
     let result = tokio::select! {

@@ -264,7 +264,7 @@ fn main() {
             let (raw_listener, raw_port) = bind().await;
             tokio::spawn(raw_accept_loop(raw_listener, server.server_config()));
             let (ours_listener, ours_port) = bind().await;
-            tokio::spawn(net::serve_tls(ours_listener, health_app(), Some(server.clone())));
+            tokio::spawn(net::serve_tls(ours_listener, health_app(), Some(server.clone()), net_limits()));
             // Many short alternating rounds: a load burst on a shared
             // machine then spoils one round's ratio, not the median.
             let (mut raw, mut ours, mut ratios) = (0.0, 0.0, Vec::new());
@@ -283,7 +283,7 @@ fn main() {
             );
         }
         let (tls_listener, tls_port) = bind().await;
-        tokio::spawn(net::serve_tls(tls_listener, stream_app(), Some(pki.server.clone())));
+        tokio::spawn(net::serve_tls(tls_listener, stream_app(), Some(pki.server.clone()), net_limits()));
         let (plain_listener, plain_port) = bind().await;
         tokio::spawn(net::serve(plain_listener, stream_app()));
         let (mut plain, mut tls) = ((0.0, 0.0), (0.0, 0.0));
@@ -303,4 +303,10 @@ fn main() {
             100.0 * tls.0 / plain.0
         );
     });
+}
+
+/// The servers' connection limits: the defaults, which every served
+/// connection passes through as in the binaries.
+fn net_limits() -> mesos_common::connections::Limits {
+    mesos_common::connections::Limits::default()
 }

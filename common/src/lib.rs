@@ -4,6 +4,7 @@
 
 pub mod atomic_file;
 pub mod auth;
+pub mod connections;
 pub mod flags;
 pub mod http;
 pub mod net;

@@ -1,6 +1,7 @@
 //! The networking seam: every listener and every outbound connection of the
-//! system goes through [`serve`] and [`Connector`], so TLS plugs in here
-//! without touching the HTTP routers or the message transport.
+//! system goes through [`serve`] and [`Connector`], so TLS and the
+//! connection limits ([`crate::connections`]) plug in here without touching
+//! the HTTP routers or the message transport.
 
 use std::io;
 use std::net::SocketAddr;
@@ -14,6 +15,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tower::ServiceExt;
 
+use crate::connections::{Activity, Admission, Limits, Refusal, RequestGuard, Watched};
 use crate::tls::{PeerCertificate, Tls};
 
 /// A bidirectional byte stream (TCP, or TLS over TCP).
@@ -63,22 +65,25 @@ pub type SharedConnector = Arc<dyn Connector>;
 pub struct PeerAddr(pub SocketAddr);
 
 /// Serves `app` on `listener` until the task is dropped: HTTP/1.1 with
-/// keep-alive, each connection on its own task. Returns only on a fatal
-/// accept error.
+/// keep-alive, each connection on its own task, under the default
+/// [`Limits`]. Returns only on a fatal accept error.
 pub async fn serve(listener: TcpListener, app: Router) -> io::Result<()> {
-    serve_tls(listener, app, None).await
+    serve_tls(listener, app, None, Limits::default()).await
 }
 
 /// As [`serve`], over TLS when `tls` is given: each connection's first
 /// bytes decide (libprocess's test); a plaintext peer is served only with
 /// `LIBPROCESS_SSL_SUPPORT_DOWNGRADE`, and refused (and logged with its
 /// address) otherwise. A verified client certificate is put into the
-/// request extensions as [`PeerCertificate`].
+/// request extensions as [`PeerCertificate`]. `limits` bound how many
+/// connections are held and for how long (see [`crate::connections`]).
 pub async fn serve_tls(
     listener: TcpListener,
     app: Router,
     tls: Option<Arc<Tls>>,
+    limits: Limits,
 ) -> io::Result<()> {
+    let admission = Admission::new(limits);
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -89,23 +94,48 @@ pub async fn serve_tls(
             }
             Err(e) => return Err(e),
         };
+        let local = stream.local_addr().map_or(peer.ip(), |a| a.ip());
+        let ticket = match admission.admit(peer.ip(), local) {
+            Ok(ticket) => ticket,
+            Err(refusal) => {
+                refuse_busy(stream, &refusal, tls.is_some());
+                continue;
+            }
+        };
         let _ = stream.set_nodelay(true);
         let app = app.clone();
         let tls = tls.clone();
         tokio::spawn(async move {
             match tls {
-                None => serve_connection(stream, peer, None, app).await,
-                Some(tls) => accept_tls(stream, peer, &tls, app).await,
+                None => serve_connection(stream, peer, None, app, limits).await,
+                Some(tls) => accept_tls(stream, peer, &tls, app, limits).await,
             }
+            drop(ticket);
         });
     }
+}
+
+/// Closes a connection over the limits at once. A plaintext client is told
+/// why (best effort, without waiting: a full socket buffer means it gets
+/// only the close); a TLS client cannot read plaintext, so it gets the
+/// close alone. The refusal is logged by [`Admission::admit`].
+fn refuse_busy(stream: TcpStream, refusal: &Refusal, tls: bool) {
+    if !tls {
+        let body = format!("{refusal}\n");
+        let response = format!(
+            "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\nRetry-After: 1\r\n\r\n{body}",
+            body.len()
+        );
+        let _ = stream.try_write(response.as_bytes());
+    }
+    drop(stream);
 }
 
 /// How long a new connection may take to send its first bytes and finish
 /// the TLS handshake.
 const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
-async fn accept_tls(stream: TcpStream, peer: SocketAddr, tls: &Tls, app: Router) {
+async fn accept_tls(stream: TcpStream, peer: SocketAddr, tls: &Tls, app: Router, limits: Limits) {
     let first = match tokio::time::timeout(HANDSHAKE_TIMEOUT, sniff(&stream)).await {
         Ok(Ok(first)) => first,
         Ok(Err(e)) => {
@@ -123,7 +153,7 @@ async fn accept_tls(stream: TcpStream, peer: SocketAddr, tls: &Tls, app: Router)
     if !crate::tls::looks_like_tls(&first) {
         if tls.settings().support_downgrade {
             tracing::debug!(%peer, "plaintext connection accepted (LIBPROCESS_SSL_SUPPORT_DOWNGRADE)");
-            serve_connection(stream, peer, None, app).await;
+            serve_connection(stream, peer, None, app, limits).await;
         } else {
             tracing::warn!(%peer, "refused a plaintext (non-TLS) connection: this process requires TLS (LIBPROCESS_SSL_ENABLED=true, LIBPROCESS_SSL_SUPPORT_DOWNGRADE=false)");
             refuse_plaintext(stream, &first).await;
@@ -139,7 +169,7 @@ async fn accept_tls(stream: TcpStream, peer: SocketAddr, tls: &Tls, app: Router)
                 .peer_certificates()
                 .and_then(|c| c.first())
                 .map(|c| PeerCertificate::from_der(c.clone().into_owned()));
-            serve_connection(stream, peer, certificate, app).await;
+            serve_connection(stream, peer, certificate, app, limits).await;
         }
         Ok(Err(e)) => tracing::warn!(%peer, "refused a TLS connection: handshake failed: {e}"),
         Err(_) => tracing::warn!(%peer, "refused a TLS connection: handshake timed out"),
@@ -179,29 +209,82 @@ async fn refuse_plaintext(mut stream: TcpStream, first: &[u8]) {
     }
 }
 
+/// Serves one connection until it ends or its watchdog finds it over the
+/// header read or idle timeout (a request in progress is never cut).
 async fn serve_connection<S: Stream>(
     stream: S,
     peer: SocketAddr,
     certificate: Option<PeerCertificate>,
     app: Router,
+    limits: Limits,
 ) {
+    use futures::FutureExt;
+    let activity = Activity::new();
+    let requests = activity.clone();
     let service =
         hyper::service::service_fn(move |mut request: http::Request<hyper::body::Incoming>| {
+            let guard = requests.request_started();
             request.extensions_mut().insert(PeerAddr(peer));
             if let Some(certificate) = &certificate {
                 request.extensions_mut().insert(certificate.clone());
             }
-            app.clone().oneshot(request.map(axum::body::Body::new))
+            app.clone()
+                .oneshot(request.map(axum::body::Body::new))
+                .map(move |response| {
+                    response.map(|response| {
+                        response.map(|body| InProgress {
+                            body,
+                            _guard: guard,
+                        })
+                    })
+                })
         });
     let connection = hyper::server::conn::http1::Builder::new()
         .keep_alive(true)
         // Answers to pipelined requests (libprocess messages from a busy
         // peer) go out in one write.
         .pipeline_flush(true)
-        .serve_connection(TokioIo::new(stream), service)
+        .serve_connection(
+            TokioIo::new(Watched::new(stream, activity.clone())),
+            service,
+        )
         .with_upgrades();
-    if let Err(e) = connection.await {
-        tracing::debug!(%peer, "connection ended: {e}");
+    tokio::select! {
+        ended = connection => {
+            if let Err(e) = ended {
+                tracing::debug!(%peer, "connection ended: {e}");
+            }
+        }
+        why = activity.expired(limits) => {
+            tracing::debug!(%peer, ?why, "closing connection");
+        }
+    }
+}
+
+/// A response body that keeps its request counted as in progress until
+/// hyper has sent it all (or dropped it).
+struct InProgress {
+    body: axum::body::Body,
+    _guard: RequestGuard,
+}
+
+impl hyper::body::Body for InProgress {
+    type Data = bytes::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
     }
 }
 

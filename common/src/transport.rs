@@ -142,20 +142,40 @@ impl Transport {
 
     /// Resolves when the peer at `upid` goes away: a dedicated connection is
     /// held open and its closing (or failing to open) is the exit signal,
-    /// like libprocess's `link()`/`exited()`.
+    /// like libprocess's `link()`/`exited()`. The connection asks for
+    /// `/health` every [`LINK_KEEPALIVE`], so the peer's idle timeout
+    /// (`--http_idle_timeout`) never mistakes it for an abandoned one.
     pub async fn link(&self, upid: &Upid) {
-        let Ok(mut stream) = self.inner.connector.connect(upid.address()).await else {
+        use tokio::io::AsyncWriteExt;
+        let address = upid.address();
+        let Ok(mut stream) = self.inner.connector.connect(address.clone()).await else {
             return;
         };
+        let probe = format!("GET /health HTTP/1.1\r\nhost: {address}\r\n\r\n");
         let mut buf = [0u8; 512];
+        let mut keepalive = tokio::time::interval(LINK_KEEPALIVE);
+        keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        keepalive.tick().await;
         loop {
-            match stream.read(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(_) => continue,
+            tokio::select! {
+                read = stream.read(&mut buf) => match read {
+                    Ok(0) | Err(_) => return,
+                    // Answers to the probes; only the close matters.
+                    Ok(_) => continue,
+                },
+                _ = keepalive.tick() => {
+                    if stream.write_all(probe.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
             }
         }
     }
 }
+
+/// How often a link ([`Transport::link`]) sends a request on its otherwise
+/// silent connection.
+pub const LINK_KEEPALIVE: Duration = Duration::from_secs(15);
 
 /// Messages written to one connection and not yet answered, at most.
 /// Small enough that the peer can always write every pending answer

@@ -84,7 +84,12 @@ async fn start(tls: Arc<Tls>) -> u16 {
             }
         }),
     );
-    tokio::spawn(net::serve_tls(listener, app, Some(tls)));
+    tokio::spawn(net::serve_tls(
+        listener,
+        app,
+        Some(tls),
+        mesos_common::connections::Limits::default(),
+    ));
     port
 }
 

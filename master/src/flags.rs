@@ -164,11 +164,16 @@ pub struct Flags {
 
     /// Mesos ACLs: JSON, a path, or `file:///path`. Without it (and with
     /// authentication on) our secure default applies: a principal may
-    /// register with role `*` and its own roles (`alice`, `alice/...`) and
-    /// run tasks as any user but root; everything else is denied, each
-    /// denial naming the ACL to add. Reloaded on SIGHUP.
+    /// register with role `*` and its own roles (`alice`, `alice/...`), run
+    /// tasks as any user but root, and view and tear down the frameworks it
+    /// registered; everything else is denied, each denial naming the ACL to
+    /// add. Reloaded on SIGHUP.
     #[arg(long, env = "MESOS_ACLS")]
     pub acls: Option<String>,
+
+    /// Inbound connection limits.
+    #[command(flatten)]
+    pub connections: mesos_common::connections::ConnectionFlags,
 
     /// Authorizer to use: only `local` (Mesos's ACL authorizer) is built
     /// in.
@@ -201,6 +206,15 @@ impl Flags {
             self.authenticate_http_readwrite = false;
         }
         self.sasl_mechanisms()?;
+        self.connections.validate()?;
+        if self.connections.http_idle_timeout <= self.agent_ping_timeout {
+            return Err(format!(
+                "--http_idle_timeout ({}) must be longer than --agent_ping_timeout ({}): \
+                 agents' connections idle between pings",
+                format_duration(self.connections.http_idle_timeout),
+                format_duration(self.agent_ping_timeout),
+            ));
+        }
         if self.authorizers != "local" {
             return Err(format!(
                 "--authorizers: unknown authorizer '{}' (only 'local' is built in)",
@@ -370,7 +384,13 @@ impl Flags {
 
     /// Every flag as Mesos's `/flags` shows it (name → string value).
     pub fn to_map(&self) -> Vec<(String, String)> {
-        let mut flags = vec![
+        let mut flags: Vec<(String, String)> = self
+            .connections
+            .flags_json()
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+        flags.extend([
             ("ip".to_string(), self.ip.to_string()),
             ("port".into(), self.port.to_string()),
             (
@@ -441,7 +461,7 @@ impl Flags {
             ),
             ("insecure".into(), self.insecure.to_string()),
             ("authorizers".into(), self.authorizers.clone()),
-        ];
+        ]);
         let optional = [
             ("advertise_ip", self.advertise_ip.map(|v| v.to_string())),
             ("advertise_port", self.advertise_port.map(|v| v.to_string())),

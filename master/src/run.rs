@@ -17,6 +17,7 @@ use crate::registry::{InMemoryRegistry, Registry, SledRegistry};
 pub async fn run(flags: Flags) -> anyhow::Result<()> {
     // TLS settings and files are checked before any socket is bound.
     let tls = mesos_common::tls::Tls::from_env()?;
+    let limits = mesos_common::connections::Limits::at_startup(&flags.connections);
     let listener = TcpListener::bind((flags.ip, flags.port))
         .await
         .with_context(|| format!("binding {}:{}", flags.ip, flags.port))?;
@@ -88,7 +89,7 @@ pub async fn run(flags: Flags) -> anyhow::Result<()> {
     let app = crate::http::router(state);
     let scheme = if tls.is_some() { "https" } else { "http" };
     println!("Master listening on {scheme}://{}:{}", ip, advertised_port);
-    mesos_common::net::serve_tls(listener, app, tls)
+    mesos_common::net::serve_tls(listener, app, tls, limits)
         .await
         .context("serving")?;
     Ok(())

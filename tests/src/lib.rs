@@ -198,6 +198,9 @@ pub struct Cluster {
     pub master_env: Vec<(String, String)>,
     /// Extra environment of the agents.
     pub agent_env: Vec<(String, String)>,
+    /// A file limit (`RLIMIT_NOFILE`, soft and hard) for the master, set
+    /// with `prlimit` (lowering needs no privilege).
+    pub master_nofile: Option<u64>,
     /// Whether the master's URL is `https://` (its CA must be passed to
     /// [`trust_ca`] for the HTTP helpers to reach it).
     pub https: bool,
@@ -237,6 +240,7 @@ impl Cluster {
             agent_credential: true,
             master_env: Vec::new(),
             agent_env: Vec::new(),
+            master_nofile: None,
             https: false,
         };
         cluster.write_credentials();
@@ -314,13 +318,16 @@ impl Cluster {
             "master-{}.log",
             Instant::now().elapsed().as_nanos()
         ));
-        let proc = spawn_with_env(
-            "master",
-            &binary("mesos-master"),
-            &args,
-            &self.master_env,
-            &log,
-        );
+        let master = binary("mesos-master");
+        let (program, args) = match self.master_nofile {
+            None => (master, args),
+            Some(n) => {
+                let mut wrapped = vec![format!("--nofile={n}:{n}"), master.display().to_string()];
+                wrapped.extend(args);
+                (PathBuf::from("prlimit"), wrapped)
+            }
+        };
+        let proc = spawn_with_env("master", &program, &args, &self.master_env, &log);
         self.master = Some(proc);
         wait_until(Duration::from_secs(20), "master /health", || {
             http_status(&format!("{}/health", self.master_url())) == Some(200)

@@ -1351,6 +1351,9 @@ async fn spawn_master(args: &Args) -> Result<(MasterProc, String)> {
                 // this measures the spine; authentication's own cost is in
                 // `cargo bench -p mesos-common` (sasl, basic_auth).
                 "--insecure".to_string(),
+                // Every simulated agent and framework connects from
+                // 127.0.0.1: one address, many peers, as behind a NAT.
+                "--max_connections_per_peer=0".to_string(),
             ])
             .stdin(Stdio::null())
             .stdout(out.try_clone()?)

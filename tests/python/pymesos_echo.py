@@ -7,10 +7,13 @@ Modes (stdout carries only JSON lines; pymesos logs go to stderr):
                  stop the driver (TEARDOWN) and print one line
                  {"framework_id": F, "updates": [{"task_id", "state", "agent_id", "has_uuid"}, ...]}
                  exit 0; on --timeout print the same line and exit 2.
-  --long         launch one `sleep 3600` task; print {"framework_id": F, "running": T} once it is
-                 TASK_RUNNING, then keep running until killed (SIGTERM/SIGKILL: no TEARDOWN, so
-                 the framework survives for --failover-timeout). Later events are printed as
-                 event lines (below). Exit 2 if the task is not running within --timeout.
+  --long         launch one task running --cmd (default `sleep 3600`); print
+                 {"framework_id": F, "running": T} once it is TASK_RUNNING, then keep running
+                 until killed (SIGTERM/SIGKILL: no TEARDOWN, so the framework survives for
+                 --failover-timeout). Later events are printed as event lines (below). Exit 2 if
+                 the task is not running within --timeout. With --teardown-on-eof, closing this
+                 process's stdin stops the driver with TEARDOWN instead (exit 0, after printing
+                 {"event": "tearing down"}).
   --resubscribe F
                  subscribe with FrameworkInfo.id = F, decline all offers, print every event as
                  a line until killed. --reconcile also sends an implicit reconciliation after
@@ -155,7 +158,12 @@ def parse_args():
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--master", required=True, help="host:port of the master (no scheme)")
     p.add_argument("--tasks", type=int, default=1)
-    p.add_argument("--cmd", default="echo hello")
+    p.add_argument("--cmd", help="the tasks' shell command (default: echo hello; "
+                                 "with --long: sleep 3600)")
+    p.add_argument("--user", help="FrameworkInfo.user, which the tasks run as "
+                                  "(default: the invoking user)")
+    p.add_argument("--teardown-on-eof", action="store_true",
+                   help="with --long: tear the framework down when stdin closes")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds")
     p.add_argument("--long", action="store_true")
     p.add_argument("--resubscribe", metavar="FRAMEWORK_ID")
@@ -171,8 +179,8 @@ def parse_args():
                    help="HTTP Basic secret (default: $MESOS_SECRET; prefer the "
                         "variable, arguments are visible in ps)")
     args = p.parse_args()
-    if args.long:
-        args.cmd = "sleep 3600"
+    if args.cmd is None:
+        args.cmd = "sleep 3600" if args.long else "echo hello"
     return args
 
 
@@ -180,7 +188,7 @@ def main():
     args = parse_args()
     sched = EchoScheduler(args)
     framework = {
-        "user": getpass.getuser(),
+        "user": args.user or getpass.getuser(),
         "name": args.name,
         "hostname": socket.gethostname(),
         "failover_timeout": args.failover_timeout,
@@ -212,6 +220,14 @@ def main():
             emit(result(**extra))
         os._exit(code)
 
+    stdin_closed = threading.Event()
+    if args.teardown_on_eof:
+        def watch_stdin():
+            while sys.stdin.buffer.read(4096):
+                pass
+            stdin_closed.set()
+        threading.Thread(target=watch_stdin, daemon=True).start()
+
     parent = os.getppid()
     deadline = time.monotonic() + args.timeout
     start_error = []
@@ -234,6 +250,9 @@ def main():
                 raise start_error[0]
             if os.getppid() != parent:
                 finish(3, teardown=False, error="parent died")
+            if stdin_closed.is_set():
+                emit({"event": "tearing down"})
+                finish(0, teardown=True)
             if args.resubscribe is not None:
                 continue
             if args.long and sched.running_reported:

@@ -686,3 +686,55 @@ pub fn script(name: &str) -> PathBuf {
         .join("python")
         .join(name)
 }
+
+/// Reads a RecordIO stream (a scheduler's or operator's event stream) one
+/// JSON record at a time, keeping what it read past a record for the next.
+pub struct RecordIo<R> {
+    reader: R,
+    buffer: Vec<u8>,
+}
+
+impl<R: std::io::Read> RecordIo<R> {
+    /// Records of `reader`.
+    pub fn new(reader: R) -> Self {
+        RecordIo {
+            reader,
+            buffer: Vec::new(),
+        }
+    }
+
+    /// The next record as JSON; `None` when the stream ends (or fails)
+    /// first. Panics on a malformed record.
+    pub fn next_json(&mut self) -> Option<Value> {
+        let mut chunk = [0u8; 4096];
+        loop {
+            if let Some(newline) = self.buffer.iter().position(|b| *b == b'\n') {
+                let length: usize = std::str::from_utf8(&self.buffer[..newline])
+                    .ok()
+                    .and_then(|s| s.trim().parse().ok())
+                    .expect("a RecordIO length line");
+                let end = newline + 1 + length;
+                if self.buffer.len() >= end {
+                    let record: Value = serde_json::from_slice(&self.buffer[newline + 1..end])
+                        .expect("a JSON record");
+                    self.buffer.drain(..end);
+                    return Some(record);
+                }
+            }
+            match self.reader.read(&mut chunk) {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => self.buffer.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+}
+
+/// A blocking client authenticating as `principal` with no overall
+/// timeout, for streams that stay open (SUBSCRIBE).
+pub fn streaming_client_as(principal: &str, secret: &str) -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .timeout(None)
+        .default_headers(auth_headers(&basic_auth(principal, secret)))
+        .build()
+        .expect("http client")
+}

@@ -455,3 +455,41 @@ fn secure_default_lets_only_the_owner_tear_down_its_framework() {
     assert_eq!(status, 400, "{body}");
     drop(stream);
 }
+
+#[test]
+fn after_a_master_restart_the_owner_keeps_its_framework_before_the_scheduler_returns() {
+    if !require_python() {
+        return;
+    }
+    let mut cluster = secure_default_cluster();
+    let mut scheduler = LongScheduler::start(&cluster, OWNER, "sleep 3600");
+    let running = scheduler.wait_for("running", Duration::from_secs(60), &cluster);
+    let framework_id = running["framework_id"]
+        .as_str()
+        .expect("pymesos reports its framework id")
+        .to_string();
+    // The scheduler goes away without TEARDOWN; its task keeps running.
+    let _ = scheduler.child.kill();
+    let _ = scheduler.child.wait();
+
+    cluster.master.as_mut().expect("master").kill();
+    cluster.start_master();
+    cluster.wait_for_agents(1);
+    let frameworks = format!("{}/master/frameworks", cluster.master_url());
+    wait_until(
+        Duration::from_secs(30),
+        "the owner to see the framework recovered from the agent",
+        || ids(&json_as(&frameworks, OWNER), "frameworks") == [framework_id.as_str()],
+    );
+    assert!(
+        ids(&json_as(&frameworks, OTHER), "frameworks").is_empty(),
+        "another principal must not see the recovered framework"
+    );
+    let (status, body) = teardown_as(&cluster, &framework_id, OTHER);
+    assert_eq!(status, 403, "{body}");
+    let (status, body) = teardown_as(&cluster, &framework_id, OWNER);
+    assert_eq!(
+        status, 200,
+        "the owner tears its recovered framework down: {body}"
+    );
+}

@@ -117,10 +117,13 @@ fn main() {
         );
         println!(
             "mesos-local: authentication is on; principals {} and their secrets are in {} \
-             (e.g. curl -u {}:<secret> {scheme}://127.0.0.1:{}/master/state)",
+             (e.g. curl --netrc-file {}{} {scheme}://127.0.0.1:{}/master/slaves)",
             Credentials::PRINCIPALS.join(", "),
             credentials.all.display(),
-            Credentials::PRINCIPALS[0],
+            flags.work_dir.join("operator.netrc").display(),
+            tls.as_ref()
+                .map(|c| format!(" --cacert {}", c.ca().display()))
+                .unwrap_or_default(),
             flags.master_port,
         );
         println!(
@@ -241,7 +244,10 @@ fn ensure_acls(work_dir: &std::path::Path) -> std::io::Result<PathBuf> {
     Ok(path)
 }
 
-/// The credentials of a local cluster, generated on first run and kept.
+/// The credentials of a local cluster, generated on first run and kept,
+/// and the same secrets in the forms clients take: `operator.netrc` for
+/// `curl --netrc-file`, `framework.env` (`MESOS_PRINCIPAL=`,
+/// `MESOS_SECRET=` lines) for frameworks. All mode 0600.
 struct Credentials {
     /// `--credentials` for the master (and the agent's HTTP side).
     all: PathBuf,
@@ -272,6 +278,38 @@ impl Credentials {
             let agent_json = serde_json::json!({"principal": principal, "secret": secret});
             write_atomic(&agent, agent_json.to_string().as_bytes(), 0o600)?;
         }
+        Self::ensure_client_files(work_dir, &all)?;
         Ok(Credentials { all, agent })
+    }
+
+    /// Writes `operator.netrc` and `framework.env` from `all` unless they
+    /// exist (work dirs made before they were).
+    fn ensure_client_files(
+        work_dir: &std::path::Path,
+        all: &std::path::Path,
+    ) -> std::io::Result<()> {
+        let netrc = work_dir.join("operator.netrc");
+        let env = work_dir.join("framework.env");
+        if netrc.exists() && env.exists() {
+            return Ok(());
+        }
+        let text = std::fs::read_to_string(all)?;
+        let parsed: serde_json::Value = serde_json::from_str(&text)?;
+        let secret_of = |principal: &str| {
+            parsed["credentials"].as_array().and_then(|list| {
+                list.iter()
+                    .find(|c| c["principal"] == principal)
+                    .and_then(|c| c["secret"].as_str())
+            })
+        };
+        if let (false, Some(secret)) = (netrc.exists(), secret_of("operator")) {
+            let text = format!("machine 127.0.0.1 login operator password {secret}\n");
+            write_atomic(&netrc, text.as_bytes(), 0o600)?;
+        }
+        if let (false, Some(secret)) = (env.exists(), secret_of("framework")) {
+            let text = format!("MESOS_PRINCIPAL=framework\nMESOS_SECRET={secret}\n");
+            write_atomic(&env, text.as_bytes(), 0o600)?;
+        }
+        Ok(())
     }
 }

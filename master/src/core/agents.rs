@@ -423,7 +423,13 @@ impl Master {
                 }),
                 ..Default::default()
             });
+        // Its owner until its scheduler resubscribes: the principal the
+        // FrameworkInfo carries, which the master that accepted the
+        // subscription set to (or checked against) the authenticated one
+        // before giving it to this (authenticated) agent.
+        let principal = info.principal.clone();
         let mut framework = Framework::new(framework_id.to_string(), info, now_secs());
+        framework.principal = principal;
         framework.recovered = true;
         framework.generation = 1;
         let roles = framework.roles.clone();

@@ -51,8 +51,9 @@ pub struct Framework {
     pub id: String,
     /// The principal its scheduler authenticated as (None when HTTP
     /// framework authentication is off): the subject of its authorization
-    /// requests, unlike `info.principal`, which an unauthenticated
-    /// scheduler could claim.
+    /// requests and its owner, unlike `info.principal`, which an
+    /// unauthenticated scheduler could claim. A framework recovered from
+    /// re-registering agents takes `info.principal` until it resubscribes.
     pub principal: Option<String>,
     /// Latest FrameworkInfo (with `id` set).
     pub info: FrameworkInfo,

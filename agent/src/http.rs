@@ -52,7 +52,7 @@ pub fn router(agent: AgentHandle, config: Arc<Config>, files: Files, auth: HttpA
     }
     let state_routes = state_routes
         .route_layer(readonly.clone())
-        .with_state(agent.clone());
+        .with_state((agent.clone(), files.authz().clone()));
 
     let mut executor_routes = Router::new();
     for path in spellings("/api/v1/executor") {
@@ -113,8 +113,15 @@ pub fn router(agent: AgentHandle, config: Arc<Config>, files: Files, auth: HttpA
     with_messages(router, agent.sink())
 }
 
-async fn state(State(agent): State<AgentHandle>, Query(query): Query<JsonpQuery>) -> Response {
-    match agent.state().await {
+/// `GET /state`: filtered by what the principal may view (see
+/// [`crate::agent::state_json`]).
+async fn state(
+    State((agent, authz)): State<(AgentHandle, SandboxAuthz)>,
+    principal: Option<Extension<Principal>>,
+    Query(query): Query<JsonpQuery>,
+) -> Response {
+    let principal = principal.and_then(|Extension(Principal(p))| p);
+    match agent.state(authz, principal).await {
         Some(value) => json_response(&value, query.jsonp.as_deref()),
         None => HttpError::new(StatusCode::SERVICE_UNAVAILABLE, "Agent is shutting down")
             .into_response(),

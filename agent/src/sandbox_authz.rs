@@ -134,6 +134,11 @@ impl SandboxAuthz {
         }
     }
 
+    /// The authorizer in force, if any (for filtering `/state`).
+    pub fn authorizer(&self) -> Option<Arc<dyn Authorizer>> {
+        self.authorizer.clone()
+    }
+
     /// Whether an authorizer is in force (otherwise every read is allowed
     /// and the sandbox's user need not be looked up).
     pub fn is_on(&self) -> bool {

@@ -517,7 +517,11 @@ fn agent_files_need_access_sandboxes_on_the_executor_user() {
         "permissive": false,
         "access_sandboxes": [
             {"principals": {"values": [OPERATOR_PRINCIPAL]}, "users": {"values": ["root"]}}
-        ]
+        ],
+        // To find the sandbox in the agent's /state.
+        "view_frameworks": [{"principals": {"type": "ANY"}, "users": {"type": "ANY"}}],
+        "view_executors": [{"principals": {"type": "ANY"}, "users": {"type": "ANY"}}],
+        "view_tasks": [{"principals": {"type": "ANY"}, "users": {"type": "ANY"}}]
     });
     let mut cluster = Cluster::prepare(&[]);
     cluster.agent_args.push(format!("--acls={acls}"));
@@ -766,7 +770,11 @@ fn reload_agent_acls(
     entries: Value,
     reloads: usize,
 ) {
-    let acls = serde_json::json!({"permissive": permissive, "access_sandboxes": entries});
+    // Anyone may view /state (as with Mesos's agent, a view ACL is needed
+    // to find a sandbox there).
+    let view = serde_json::json!([{"principals": {"type": "ANY"}, "users": {"type": "ANY"}}]);
+    let acls = serde_json::json!({"permissive": permissive, "access_sandboxes": entries,
+        "view_frameworks": view, "view_executors": view, "view_tasks": view});
     std::fs::write(path, acls.to_string()).expect("write the agent's --acls file");
     let pid = cluster.agents[0].as_ref().expect("agent").child.id();
     nix::sys::signal::kill(

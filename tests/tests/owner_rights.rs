@@ -82,9 +82,10 @@ fn ids(document: &Value, list: &str) -> Vec<String> {
         .collect()
 }
 
-/// The sandbox directory of `task_id` in the agent's `/state`.
+/// The sandbox directory of `task_id` in the agent's `/state`, as the
+/// framework's owner sees it.
 fn agent_sandbox_of(agent_url: &str, task_id: &str) -> Option<String> {
-    let state = mesos_tests::get_json(&format!("{agent_url}/state"))?;
+    let state = json_as(&format!("{agent_url}/state"), OWNER);
     for list in ["frameworks", "completed_frameworks"] {
         for framework in state[list].as_array()? {
             for executors in ["executors", "completed_executors"] {
@@ -365,10 +366,8 @@ fn secure_default_lets_a_framework_read_its_own_sandbox_and_refuses_another_prin
         Duration::from_secs(20),
         "the framework completed on the agent",
         || {
-            mesos_tests::get_json(&format!("{agent_url}/state")).is_some_and(|state| {
-                ids(&state, "frameworks").is_empty()
-                    && !ids(&state, "completed_frameworks").is_empty()
-            })
+            let state = json_as(&format!("{agent_url}/state"), OWNER);
+            ids(&state, "frameworks").is_empty() && !ids(&state, "completed_frameworks").is_empty()
         },
     );
     let (status, body) = get_as(&read, OWNER);
@@ -491,5 +490,48 @@ fn after_a_master_restart_the_owner_keeps_its_framework_before_the_scheduler_ret
     assert_eq!(
         status, 200,
         "the owner tears its recovered framework down: {body}"
+    );
+}
+
+#[test]
+fn the_agents_state_shows_a_framework_only_to_its_owner() {
+    if !require_python() {
+        return;
+    }
+    let cluster = secure_default_cluster();
+    let scheduler = LongScheduler::start(&cluster, OWNER, "sleep 3600");
+    let running = scheduler.wait_for("running", Duration::from_secs(60), &cluster);
+    let framework_id = running["framework_id"]
+        .as_str()
+        .expect("pymesos reports its framework id")
+        .to_string();
+    let task_id = running["running"].as_str().expect("task id").to_string();
+    let state = format!("http://127.0.0.1:{}/state", cluster.agent_ports[0]);
+
+    let owners = json_as(&state, OWNER);
+    assert_eq!(
+        ids(&owners, "frameworks"),
+        [framework_id.as_str()],
+        "{owners}"
+    );
+    assert!(
+        agent_sandbox_of(
+            &format!("http://127.0.0.1:{}", cluster.agent_ports[0]),
+            &task_id
+        )
+        .is_some(),
+        "the owner sees its executor and task: {owners}"
+    );
+    let others = json_as(&state, OTHER);
+    assert!(ids(&others, "frameworks").is_empty(), "{others}");
+    assert!(
+        !others.to_string().contains(&task_id),
+        "another principal learns nothing of the task: {others}"
+    );
+    // view_flags is nobody's under the secure default.
+    assert!(owners.get("flags").is_none(), "{owners}");
+    assert!(
+        others.get("id").is_some(),
+        "the agent itself is still described"
     );
 }

@@ -106,7 +106,14 @@ pub enum Input {
         generation: u64,
     },
     /// A `/state` snapshot is wanted.
-    State(oneshot::Sender<serde_json::Value>),
+    State {
+        /// The authorizer filtering the views (none in force: everything
+        /// shown).
+        authz: crate::sandbox_authz::SandboxAuthz,
+        /// Who asks.
+        principal: Option<String>,
+        reply: oneshot::Sender<serde_json::Value>,
+    },
     /// The agent's `slave/*` metrics.
     Metrics(oneshot::Sender<serde_json::Map<String, serde_json::Value>>),
     /// The user an executor's sandbox belongs to (`/files` authorization).
@@ -250,10 +257,20 @@ impl AgentHandle {
         rx.await.ok().flatten()
     }
 
-    /// The `/state` JSON.
-    pub async fn state(&self) -> Option<serde_json::Value> {
-        let (tx, rx) = oneshot::channel();
-        self.tx.send(Input::State(tx)).ok()?;
+    /// The `/state` JSON as `principal` may see it under `authz`.
+    pub async fn state(
+        &self,
+        authz: crate::sandbox_authz::SandboxAuthz,
+        principal: Option<String>,
+    ) -> Option<serde_json::Value> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Input::State {
+                authz,
+                principal,
+                reply,
+            })
+            .ok()?;
         rx.await.ok()
     }
 
@@ -575,8 +592,15 @@ impl Agent {
                 limitation,
             } => self.container_limited(&framework_id, &executor_id, &container_id, limitation),
             Input::MasterExited { generation } => self.master_exited(generation),
-            Input::State(reply) => {
-                let _ = reply.send(self.state_json());
+            Input::State {
+                authz,
+                principal,
+                reply,
+            } => {
+                let authorizer = authz.authorizer();
+                let mut viewer =
+                    state_json::StateViewer::new(authorizer.as_deref(), principal.as_deref());
+                let _ = reply.send(self.state_json(&mut viewer));
             }
             Input::Metrics(reply) => {
                 let _ = reply.send(self.metrics_json());

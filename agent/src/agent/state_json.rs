@@ -1,7 +1,10 @@
 //! The agent's `/state` JSON in Mesos's layout (`src/slave/http.cpp`):
 //! what the web UI and the CLI read about frameworks, executors, tasks and
-//! sandboxes on this agent.
+//! sandboxes on this agent, filtered as Mesos filters it: frameworks by
+//! `view_frameworks` on their user, executors by `view_executors` and tasks
+//! by `view_tasks` on theirs, each with the framework's principal as owner.
 
+use mesos_acls::{Action, Authorizer, Object, ViewFilter};
 use mesos_common::resources::{to_state_json, Resources};
 use mesos_proto::v1;
 use serde_json::{json, Map, Value};
@@ -100,21 +103,73 @@ fn task_json(task: &v1::Task) -> Value {
     Value::Object(o)
 }
 
-fn executor_json(executor: &Executor) -> Value {
+/// What one reader of `/state` may see; no filters when no authorizer is
+/// in force.
+pub struct StateViewer<'a> {
+    /// Whether `flags` is shown (`view_flags`).
+    show_flags: bool,
+    frameworks: Option<ViewFilter<'a>>,
+    executors: Option<ViewFilter<'a>>,
+    tasks: Option<ViewFilter<'a>>,
+}
+
+impl<'a> StateViewer<'a> {
+    /// A viewer for `principal` under `authorizer` (`None`: sees all).
+    pub fn new(authorizer: Option<&'a dyn Authorizer>, principal: Option<&'a str>) -> Self {
+        let filter = |action| authorizer.map(|a| ViewFilter::new(a, principal, action));
+        let show_flags = authorizer.is_none_or(|a| {
+            a.authorize(&mesos_acls::Request {
+                action: Action::ViewFlags,
+                subject: principal,
+                object: Object::Any,
+            })
+            .is_allowed()
+        });
+        StateViewer {
+            show_flags,
+            frameworks: filter(Action::ViewFrameworks),
+            executors: filter(Action::ViewExecutors),
+            tasks: filter(Action::ViewTasks),
+        }
+    }
+
+    fn allows(filter: &mut Option<ViewFilter<'a>>, user: &str, owner: Option<&str>) -> bool {
+        filter
+            .as_mut()
+            .is_none_or(|f| f.allows_owned(Object::Value(user), owner))
+    }
+}
+
+/// The framework a part of `/state` belongs to: whose it is.
+struct Owner<'f> {
+    user: &'f str,
+    principal: Option<&'f str>,
+}
+
+fn executor_json(executor: &Executor, owner: &Owner, viewer: &mut StateViewer) -> Value {
     let mut tasks = Vec::new();
     let mut queued = Vec::new();
     let mut resources = executor.info.resources.clone();
+    let task_user = |task: &v1::Task| task.user.clone().unwrap_or_else(|| owner.user.to_string());
     for entry in executor.tasks.values() {
+        if !crate::status_update_manager::is_terminal(entry.task.state) {
+            resources.extend(entry.task.resources.iter().cloned());
+        }
+        if !StateViewer::allows(&mut viewer.tasks, &task_user(&entry.task), owner.principal) {
+            continue;
+        }
         if entry.queued {
             queued.push(task_json(&entry.task));
         } else {
             tasks.push(task_json(&entry.task));
         }
-        if !crate::status_update_manager::is_terminal(entry.task.state) {
-            resources.extend(entry.task.resources.iter().cloned());
-        }
     }
-    let completed: Vec<Value> = executor.completed_tasks.iter().map(task_json).collect();
+    let completed: Vec<Value> = executor
+        .completed_tasks
+        .iter()
+        .filter(|t| StateViewer::allows(&mut viewer.tasks, &task_user(t), owner.principal))
+        .map(task_json)
+        .collect();
     let mut o = Map::new();
     o.insert("id".into(), json!(executor.id));
     o.insert(
@@ -158,8 +213,39 @@ fn executor_json(executor: &Executor) -> Value {
     Value::Object(o)
 }
 
-fn framework_json(framework: &Framework) -> Value {
+/// The executor's user: its command's, else its framework's.
+fn executor_user<'e>(executor: &'e Executor, owner: &Owner<'e>) -> &'e str {
+    executor
+        .info
+        .command
+        .as_ref()
+        .and_then(|c| c.user.as_deref())
+        .unwrap_or(owner.user)
+}
+
+/// `framework`'s entry, or `None` when the reader may not see it.
+fn framework_json(framework: &Framework, viewer: &mut StateViewer) -> Option<Value> {
     let info = &framework.info;
+    let owner = Owner {
+        user: &info.user,
+        principal: info.principal.as_deref(),
+    };
+    if !StateViewer::allows(&mut viewer.frameworks, owner.user, owner.principal) {
+        return None;
+    }
+    let mut executors_of = |list: &mut dyn Iterator<Item = &Executor>| -> Vec<Value> {
+        list.filter(|e| {
+            StateViewer::allows(
+                &mut viewer.executors,
+                executor_user(e, &owner),
+                owner.principal,
+            )
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|e| executor_json(e, &owner, viewer))
+        .collect()
+    };
     let capabilities: Vec<Value> = info
         .capabilities
         .iter()
@@ -191,21 +277,11 @@ fn framework_json(framework: &Framework) -> Value {
         o.insert("principal".into(), json!(principal));
     }
     o.insert("capabilities".into(), Value::Array(capabilities));
-    o.insert(
-        "executors".into(),
-        Value::Array(framework.executors.values().map(executor_json).collect()),
-    );
-    o.insert(
-        "completed_executors".into(),
-        Value::Array(
-            framework
-                .completed_executors
-                .iter()
-                .map(executor_json)
-                .collect(),
-        ),
-    );
-    Value::Object(o)
+    let executors = executors_of(&mut framework.executors.values());
+    o.insert("executors".into(), Value::Array(executors));
+    let completed = executors_of(&mut framework.completed_executors.iter());
+    o.insert("completed_executors".into(), Value::Array(completed));
+    Some(Value::Object(o))
 }
 
 impl Agent {
@@ -250,8 +326,8 @@ impl Agent {
         o
     }
 
-    /// The `/state` document.
-    pub(crate) fn state_json(&self) -> Value {
+    /// The `/state` document, as `viewer` may see it.
+    pub(crate) fn state_json(&self, viewer: &mut StateViewer) -> Value {
         let capabilities: Vec<Value> = agent_capabilities()
             .iter()
             .filter_map(|c| c.r#type)
@@ -278,20 +354,21 @@ impl Agent {
         if self.registration.is_registered() {
             o.insert("master_hostname".into(), json!(self.master.host));
         }
-        o.insert("flags".into(), self.config.flags_json()["flags"].clone());
-        o.insert(
-            "frameworks".into(),
-            Value::Array(self.frameworks.values().map(framework_json).collect()),
-        );
-        o.insert(
-            "completed_frameworks".into(),
-            Value::Array(
-                self.completed_frameworks
-                    .iter()
-                    .map(framework_json)
-                    .collect(),
-            ),
-        );
+        if viewer.show_flags {
+            o.insert("flags".into(), self.config.flags_json()["flags"].clone());
+        }
+        let frameworks = self
+            .frameworks
+            .values()
+            .filter_map(|f| framework_json(f, viewer))
+            .collect();
+        o.insert("frameworks".into(), Value::Array(frameworks));
+        let completed = self
+            .completed_frameworks
+            .iter()
+            .filter_map(|f| framework_json(f, viewer))
+            .collect();
+        o.insert("completed_frameworks".into(), Value::Array(completed));
         o.insert("reserved_resources".into(), json!({}));
         o.insert("unreserved_resources".into(), self.resources_json.clone());
         o.insert("reserved_resources_full".into(), json!({}));

@@ -112,8 +112,7 @@ async fn run(
     tls: Option<Arc<mesos_common::tls::Tls>>,
 ) -> anyhow::Result<()> {
     let limits = mesos_common::connections::Limits::at_startup(&config.flags.connections);
-    let listener = tokio::net::TcpListener::bind((config.flags.ip, config.flags.port))
-        .await
+    let listener = mesos_common::net::bind_listener(config.flags.ip, config.flags.port)
         .with_context(|| format!("Failed to bind {}:{}", config.flags.ip, config.flags.port))?;
     config.flags.port = listener
         .local_addr()

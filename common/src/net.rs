@@ -64,6 +64,25 @@ pub type SharedConnector = Arc<dyn Connector>;
 #[derive(Debug, Clone, Copy)]
 pub struct PeerAddr(pub SocketAddr);
 
+/// Binds a listener on `ip:port` with the longest accept queue the kernel
+/// allows (`net.core.somaxconn`; tokio's default is 1024): under a flood of
+/// connections a full queue makes the kernel drop or reset everyone's,
+/// before [`serve_tls`] can refuse the flood and keep serving the rest.
+pub fn bind_listener(ip: std::net::IpAddr, port: u16) -> io::Result<TcpListener> {
+    let backlog = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .ok()
+        .and_then(|text| text.trim().parse::<u32>().ok())
+        .unwrap_or(4096)
+        .clamp(128, 65_535);
+    let socket = match ip {
+        std::net::IpAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        std::net::IpAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(SocketAddr::new(ip, port))?;
+    socket.listen(backlog)
+}
+
 /// Serves `app` on `listener` until the task is dropped: HTTP/1.1 with
 /// keep-alive, each connection on its own task, under the default
 /// [`Limits`]. Returns only on a fatal accept error.

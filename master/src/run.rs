@@ -6,7 +6,6 @@ use anyhow::Context;
 use mesos_common::auth::audit::AuditLog;
 use mesos_common::transport::Transport;
 use mesos_common::Upid;
-use tokio::net::TcpListener;
 
 use crate::authn::{Authn, Gate, Realms, Settings};
 use crate::core::{Config, Master};
@@ -18,8 +17,7 @@ pub async fn run(flags: Flags) -> anyhow::Result<()> {
     // TLS settings and files are checked before any socket is bound.
     let tls = mesos_common::tls::Tls::from_env()?;
     let limits = mesos_common::connections::Limits::at_startup(&flags.connections);
-    let listener = TcpListener::bind((flags.ip, flags.port))
-        .await
+    let listener = mesos_common::net::bind_listener(flags.ip, flags.port)
         .with_context(|| format!("binding {}:{}", flags.ip, flags.port))?;
     let port = listener.local_addr()?.port();
     let advertised_port = flags.advertise_port.unwrap_or(port);

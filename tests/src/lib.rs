@@ -738,3 +738,27 @@ pub fn streaming_client_as(principal: &str, secret: &str) -> reqwest::blocking::
         .build()
         .expect("http client")
 }
+
+/// The sandbox directory of the executor running `task_id` (or of the
+/// executor with that id) in an agent's `/state` document.
+pub fn sandbox_in_state(state: &Value, task_id: &str) -> Option<String> {
+    for list in ["frameworks", "completed_frameworks"] {
+        for framework in state[list].as_array()? {
+            for executors in ["executors", "completed_executors"] {
+                for executor in framework[executors].as_array().into_iter().flatten() {
+                    let has_task = ["tasks", "completed_tasks", "queued_tasks"]
+                        .iter()
+                        .any(|k| {
+                            executor[*k]
+                                .as_array()
+                                .is_some_and(|ts| ts.iter().any(|t| t["id"] == task_id))
+                        });
+                    if has_task || executor["id"] == task_id {
+                        return executor["directory"].as_str().map(str::to_string);
+                    }
+                }
+            }
+        }
+    }
+    None
+}

@@ -85,26 +85,7 @@ fn ids(document: &Value, list: &str) -> Vec<String> {
 /// The sandbox directory of `task_id` in the agent's `/state`, as the
 /// framework's owner sees it.
 fn agent_sandbox_of(agent_url: &str, task_id: &str) -> Option<String> {
-    let state = json_as(&format!("{agent_url}/state"), OWNER);
-    for list in ["frameworks", "completed_frameworks"] {
-        for framework in state[list].as_array()? {
-            for executors in ["executors", "completed_executors"] {
-                for executor in framework[executors].as_array().into_iter().flatten() {
-                    let has_task = ["tasks", "completed_tasks", "queued_tasks"]
-                        .iter()
-                        .any(|k| {
-                            executor[*k]
-                                .as_array()
-                                .is_some_and(|ts| ts.iter().any(|t| t["id"] == task_id))
-                        });
-                    if has_task {
-                        return executor["directory"].as_str().map(str::to_string);
-                    }
-                }
-            }
-        }
-    }
-    None
+    mesos_tests::sandbox_in_state(&json_as(&format!("{agent_url}/state"), OWNER), task_id)
 }
 
 /// `pymesos_echo.py --long --teardown-on-eof` running one task as

@@ -19,26 +19,7 @@ fn pymesos_or_skip() -> Option<std::path::PathBuf> {
 
 /// Finds the sandbox of `task_id` in the agent's /state.
 fn sandbox_of(agent_url: &str, task_id: &str) -> Option<String> {
-    let state = get_json(&format!("{agent_url}/state"))?;
-    for list in ["frameworks", "completed_frameworks"] {
-        for framework in state[list].as_array()? {
-            for executors in ["executors", "completed_executors"] {
-                for executor in framework[executors].as_array().into_iter().flatten() {
-                    let has_task = ["tasks", "completed_tasks", "queued_tasks"]
-                        .iter()
-                        .any(|k| {
-                            executor[*k]
-                                .as_array()
-                                .is_some_and(|ts| ts.iter().any(|t| t["id"] == task_id))
-                        });
-                    if has_task || executor["id"] == task_id {
-                        return executor["directory"].as_str().map(str::to_string);
-                    }
-                }
-            }
-        }
-    }
-    None
+    mesos_tests::sandbox_in_state(&get_json(&format!("{agent_url}/state"))?, task_id)
 }
 
 #[test]

@@ -74,16 +74,7 @@ impl Authz {
         subject: Option<&str>,
         object: Object,
     ) -> Result<(), Denied> {
-        let Some(authorizer) = &self.authorizer else {
-            return Ok(());
-        };
-        let request = Request {
-            action,
-            subject,
-            object,
-        };
-        let decision: Decision = authorizer.authorize(&request);
-        self.decided(&request, decision)
+        self.check_owned(action, subject, object, None)
     }
 
     /// [`Authz::check`] about something of a framework registered by

@@ -69,7 +69,7 @@ pub fn router(agent: AgentHandle, config: Arc<Config>, files: Files, auth: HttpA
     }
     let config_routes = config_routes
         .route_layer(readonly.clone())
-        .with_state(config);
+        .with_state((config, files.authz().clone()));
 
     let mut misc = Router::new();
     for path in spellings("/health") {
@@ -153,7 +153,16 @@ async fn metrics(
     }
 }
 
-async fn flags(State(config): State<Arc<Config>>, Query(query): Query<JsonpQuery>) -> Response {
+/// `GET /flags`: needs `view_flags`, as on Mesos's agent.
+async fn flags(
+    State((config, authz)): State<(Arc<Config>, SandboxAuthz)>,
+    principal: Option<Extension<Principal>>,
+    Query(query): Query<JsonpQuery>,
+) -> Response {
+    let principal = principal.and_then(|Extension(Principal(p))| p);
+    if let Err(denied) = authz.check_view_flags(principal.as_deref()) {
+        return denied.into_response();
+    }
     json_response(&config.flags_json(), query.jsonp.as_deref())
 }
 

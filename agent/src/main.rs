@@ -111,7 +111,11 @@ async fn run(
     audit: AuditLog,
     tls: Option<Arc<mesos_common::tls::Tls>>,
 ) -> anyhow::Result<()> {
-    let limits = mesos_common::connections::Limits::at_startup(&config.flags.connections);
+    let limits = mesos_common::connections::Limits::at_startup(
+        &config.flags.connections,
+        // Its executors connect from its own address.
+        true,
+    );
     let listener = mesos_common::net::bind_listener(config.flags.ip, config.flags.port)
         .with_context(|| format!("Failed to bind {}:{}", config.flags.ip, config.flags.port))?;
     config.flags.port = listener

@@ -172,13 +172,27 @@ impl SandboxAuthz {
     /// `get_endpoints` on `path` (`/metrics/snapshot`), as the master
     /// checks it. 403 with the explanation if denied.
     pub fn check_endpoint(&self, principal: Option<&str>, path: &str) -> Result<(), HttpError> {
+        self.check_action(Action::GetEndpoints, principal, Object::Value(path))
+    }
+
+    /// `view_flags` (`/flags`), as Mesos's agent checks it.
+    pub fn check_view_flags(&self, principal: Option<&str>) -> Result<(), HttpError> {
+        self.check_action(Action::ViewFlags, principal, Object::Any)
+    }
+
+    fn check_action(
+        &self,
+        action: Action,
+        principal: Option<&str>,
+        object: Object,
+    ) -> Result<(), HttpError> {
         let Some(authorizer) = &self.authorizer else {
             return Ok(());
         };
         let request = Request {
-            action: Action::GetEndpoints,
+            action,
             subject: principal,
-            object: Object::Value(path),
+            object,
         };
         let decision = authorizer.authorize(&request);
         self.decided(&request, decision)

@@ -848,6 +848,24 @@ impl Syscalls for RealSyscalls {
             }
             _ => None,
         };
+        // Executors and tasks get the file limit the agent started with, not
+        // the one it raised for its own connections.
+        if let Some((soft, hard)) = mesos_common::connections::inherited_nofile_limit() {
+            let limit = libc::rlimit {
+                rlim_cur: soft as libc::rlim_t,
+                rlim_max: hard as libc::rlim_t,
+            };
+            // SAFETY: runs in the forked child before exec; setrlimit is
+            // async-signal-safe and `limit` is a plain value moved in.
+            unsafe {
+                cmd.pre_exec(move || {
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                        return Err(io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
         // SAFETY: the closure runs in the forked child before exec. It only calls
         // async-signal-safe functions (write, read, close, unshare, clone, mount,
         // _exit, setsid, setgroups, setgid, setuid, prctl, capset, seccomp) on

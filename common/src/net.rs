@@ -15,7 +15,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tower::ServiceExt;
 
-use crate::connections::{Activity, Admission, Limits, Refusal, RequestGuard, Watched};
+use crate::connections::{Activity, Admission, BodyGuard, Limits, Refusal, RequestGuard, Watched};
 use crate::tls::{PeerCertificate, Tls};
 
 /// A bidirectional byte stream (TCP, or TLS over TCP).
@@ -229,7 +229,8 @@ async fn refuse_plaintext(mut stream: TcpStream, first: &[u8]) {
 }
 
 /// Serves one connection until it ends or its watchdog finds it over the
-/// header read or idle timeout (a request in progress is never cut).
+/// header read, body read or idle timeout (a request whose body has
+/// arrived is never cut).
 async fn serve_connection<S: Stream>(
     stream: S,
     peer: SocketAddr,
@@ -242,21 +243,31 @@ async fn serve_connection<S: Stream>(
     let requests = activity.clone();
     let service =
         hyper::service::service_fn(move |mut request: http::Request<hyper::body::Incoming>| {
+            use hyper::body::Body as _;
             let guard = requests.request_started();
             request.extensions_mut().insert(PeerAddr(peer));
             if let Some(certificate) = &certificate {
                 request.extensions_mut().insert(certificate.clone());
             }
-            app.clone()
-                .oneshot(request.map(axum::body::Body::new))
-                .map(move |response| {
-                    response.map(|response| {
-                        response.map(|body| InProgress {
-                            body,
-                            _guard: guard,
-                        })
+            let request = if request.body().is_end_stream() {
+                request.map(axum::body::Body::new)
+            } else {
+                let arriving = requests.body_started();
+                request.map(|body| {
+                    axum::body::Body::new(Arriving {
+                        body,
+                        guard: arriving,
                     })
                 })
+            };
+            app.clone().oneshot(request).map(move |response| {
+                response.map(|response| {
+                    response.map(|body| InProgress {
+                        body,
+                        _guard: guard,
+                    })
+                })
+            })
         });
     let connection = hyper::server::conn::http1::Builder::new()
         .keep_alive(true)
@@ -277,6 +288,44 @@ async fn serve_connection<S: Stream>(
         why = activity.expired(limits) => {
             tracing::debug!(%peer, ?why, "closing connection");
         }
+    }
+}
+
+/// A request body that tells the watchdog how it arrives, so one that
+/// stalls is cut like a slow head.
+struct Arriving {
+    body: hyper::body::Incoming,
+    guard: BodyGuard,
+}
+
+impl hyper::body::Body for Arriving {
+    type Data = bytes::Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        let polled = Pin::new(&mut self.body).poll_frame(cx);
+        match &polled {
+            std::task::Poll::Ready(Some(Ok(_))) => {
+                self.guard.progressed();
+                if self.body.is_end_stream() {
+                    self.guard.finished();
+                }
+            }
+            std::task::Poll::Ready(_) => self.guard.finished(),
+            std::task::Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
     }
 }
 

@@ -153,9 +153,10 @@ impl Transport {
         };
         let probe = format!("GET /health HTTP/1.1\r\nhost: {address}\r\n\r\n");
         let mut buf = [0u8; 512];
+        // The first probe goes out at once: a listener wants a request head
+        // soon after accepting (`--http_header_read_timeout`).
         let mut keepalive = tokio::time::interval(LINK_KEEPALIVE);
         keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        keepalive.tick().await;
         loop {
             tokio::select! {
                 read = stream.read(&mut buf) => match read {

@@ -207,7 +207,9 @@ impl Flags {
         }
         self.sasl_mechanisms()?;
         self.connections.validate()?;
-        if self.connections.http_idle_timeout <= self.agent_ping_timeout {
+        if !self.connections.http_idle_timeout.is_zero()
+            && self.connections.http_idle_timeout <= self.agent_ping_timeout
+        {
             return Err(format!(
                 "--http_idle_timeout ({}) must be longer than --agent_ping_timeout ({}): \
                  agents' connections idle between pings",

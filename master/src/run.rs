@@ -16,7 +16,7 @@ use crate::registry::{InMemoryRegistry, Registry, SledRegistry};
 pub async fn run(flags: Flags) -> anyhow::Result<()> {
     // TLS settings and files are checked before any socket is bound.
     let tls = mesos_common::tls::Tls::from_env()?;
-    let limits = mesos_common::connections::Limits::at_startup(&flags.connections);
+    let limits = mesos_common::connections::Limits::at_startup(&flags.connections, false);
     let listener = mesos_common::net::bind_listener(flags.ip, flags.port)
         .with_context(|| format!("binding {}:{}", flags.ip, flags.port))?;
     let port = listener.local_addr()?.port();

@@ -172,6 +172,23 @@ pub fn spawn_with_env(
     }
 }
 
+/// `program args`, run under `prlimit --nofile=<limit>` when a limit is
+/// given (`soft:hard`, `soft:` keeps the hard limit).
+fn with_nofile(
+    program: PathBuf,
+    args: Vec<String>,
+    limit: Option<String>,
+) -> (PathBuf, Vec<String>) {
+    match limit {
+        None => (program, args),
+        Some(limit) => {
+            let mut wrapped = vec![format!("--nofile={limit}"), program.display().to_string()];
+            wrapped.extend(args);
+            (PathBuf::from("prlimit"), wrapped)
+        }
+    }
+}
+
 /// A master and agents with their own work directories.
 pub struct Cluster {
     /// Scratch space; removed on drop.
@@ -201,6 +218,9 @@ pub struct Cluster {
     /// A file limit (`RLIMIT_NOFILE`, soft and hard) for the master, set
     /// with `prlimit` (lowering needs no privilege).
     pub master_nofile: Option<u64>,
+    /// A soft file limit for the agents (the hard one stays), set with
+    /// `prlimit`.
+    pub agent_soft_nofile: Option<u64>,
     /// Whether the master's URL is `https://` (its CA must be passed to
     /// [`trust_ca`] for the HTTP helpers to reach it).
     pub https: bool,
@@ -241,6 +261,7 @@ impl Cluster {
             master_env: Vec::new(),
             agent_env: Vec::new(),
             master_nofile: None,
+            agent_soft_nofile: None,
             https: false,
         };
         cluster.write_credentials();
@@ -318,15 +339,11 @@ impl Cluster {
             "master-{}.log",
             Instant::now().elapsed().as_nanos()
         ));
-        let master = binary("mesos-master");
-        let (program, args) = match self.master_nofile {
-            None => (master, args),
-            Some(n) => {
-                let mut wrapped = vec![format!("--nofile={n}:{n}"), master.display().to_string()];
-                wrapped.extend(args);
-                (PathBuf::from("prlimit"), wrapped)
-            }
-        };
+        let (program, args) = with_nofile(
+            binary("mesos-master"),
+            args,
+            self.master_nofile.map(|n| format!("{n}:{n}")),
+        );
         let proc = spawn_with_env("master", &program, &args, &self.master_env, &log);
         self.master = Some(proc);
         wait_until(Duration::from_secs(20), "master /health", || {
@@ -388,9 +405,14 @@ impl Cluster {
             .dir
             .path()
             .join(format!("agent{index}-{}.log", uuid::Uuid::new_v4()));
+        let (program, args) = with_nofile(
+            binary("mesos-agent"),
+            args,
+            self.agent_soft_nofile.map(|n| format!("{n}:")),
+        );
         let proc = spawn_with_env(
             &format!("agent{index}"),
-            &binary("mesos-agent"),
+            &program,
             &args,
             &self.agent_env,
             &log,

@@ -70,6 +70,15 @@ impl Drop for Flood {
     }
 }
 
+/// Connections one helper process can hold: its file limit, less some.
+fn per_helper() -> usize {
+    let (_, hard) = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+        .expect("getrlimit");
+    usize::try_from(hard.saturating_sub(64))
+        .unwrap_or(10_000)
+        .clamp(256, 10_000)
+}
+
 /// One request on a new connection from 127.0.0.1: the status and body,
 /// or the error.
 fn get_fresh(port: u16, path: &str) -> Result<(u16, String), String> {
@@ -152,7 +161,7 @@ fn half_open_connections_from_one_address_cannot_starve_other_clients() {
     let port = cluster.master_port;
     let pid = cluster.master.as_ref().expect("master").child.id();
     let baseline = open_fds(pid);
-    let mut flood = Flood::start(port, FLOOD, 10_000);
+    let mut flood = Flood::start(port, FLOOD, per_helper());
 
     let mut latencies = Vec::new();
     let mut peak_fds = 0;
@@ -300,6 +309,36 @@ fn a_connection_that_stops_mid_request_is_closed_after_the_header_read_timeout()
         started.elapsed()
     );
 
+    // A connection that sends nothing at all is closed as soon.
+    let mut silent = TcpStream::connect(("127.0.0.1", cluster.master_port)).expect("connect");
+    silent
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let read = silent.read(&mut buf);
+    assert!(
+        matches!(read, Ok(0)) || read.is_err(),
+        "a silent connection was kept: {read:?}"
+    );
+
+    // A body that stops arriving is cut too, before anything reads it
+    // (a libprocess message is read before it is authenticated).
+    let mut stalled = TcpStream::connect(("127.0.0.1", cluster.master_port)).expect("connect");
+    stalled
+        .write_all(
+            b"POST /master/mesos.internal.PongSlaveMessage HTTP/1.1\r\nHost: x\r\nLibprocess-From: slave(1)@127.0.0.1:1\r\nContent-Length: 4000000\r\n\r\nsome bytes",
+        )
+        .expect("a head and a little of the body");
+    stalled
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let started = Instant::now();
+    let read = stalled.read(&mut buf);
+    assert!(
+        (matches!(read, Ok(0)) || read.is_err()) && started.elapsed() < Duration::from_secs(10),
+        "a stalled body kept its connection: {read:?} after {:?}",
+        started.elapsed()
+    );
+
     // A client that finishes its request in time is answered, and keeps
     // its connection between requests.
     let mut client = TcpStream::connect(("127.0.0.1", cluster.master_port)).expect("connect");
@@ -334,5 +373,51 @@ fn connection_flags_are_validated_and_shown() {
         .expect("/master/flags");
     assert_eq!(flags["flags"]["max_connections_per_peer"], "77");
     assert_eq!(flags["flags"]["http_header_read_timeout"], "10secs");
-    assert_eq!(flags["flags"]["http_idle_timeout"], "2mins");
+    assert_eq!(
+        flags["flags"]["http_idle_timeout"], "0ns",
+        "no idle limit by default"
+    );
+}
+
+#[test]
+fn tasks_get_the_file_limit_the_agent_started_with() {
+    let mut cluster = Cluster::prepare(&[]);
+    cluster.agent_soft_nofile = Some(1000);
+    cluster.start_master();
+    cluster.add_agent();
+    cluster.wait_for_agents(1);
+    // The agent raised its own soft limit to the hard one.
+    let pid = cluster.agents[0].as_ref().expect("agent").child.id();
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).expect("limits");
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .expect("Max open files line");
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(
+        fields[3], fields[4],
+        "the agent's soft limit is its hard one: {line}"
+    );
+
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let states = runtime.block_on(mesos_tests::scheduler::run_one_task(
+        &cluster.master_url(),
+        mesos_tests::scheduler::OneTask {
+            framework: "nofile",
+            task_id: "nofile-task",
+            command: "ulimit -Sn",
+            until: mesos_proto::v1::TaskState::TaskFinished,
+        },
+    ));
+    assert_eq!(
+        states.last(),
+        Some(&mesos_proto::v1::TaskState::TaskFinished),
+        "{}",
+        cluster.logs()
+    );
+    let agent_url = format!("http://127.0.0.1:{}", cluster.agent_ports[0]);
+    let state = mesos_tests::get_json(&format!("{agent_url}/state")).expect("agent /state");
+    let sandbox = mesos_tests::sandbox_in_state(&state, "nofile-task").expect("sandbox");
+    let stdout = std::fs::read_to_string(format!("{sandbox}/stdout")).expect("stdout");
+    assert_eq!(stdout.trim(), "1000", "the task's soft RLIMIT_NOFILE");
 }

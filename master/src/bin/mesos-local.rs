@@ -190,9 +190,8 @@ fn task_users() -> Vec<String> {
 /// returns its path. `operator` gets every action with any object;
 /// `framework` may register in `*` and its own role name space, run tasks
 /// as [`task_users`], view frameworks, tasks, executors and sandboxes of
-/// those users and of the invoking user (ACLs match users, not owners:
-/// a framework's `FrameworkInfo.user` is usually whoever started it), and
-/// tear down its own frameworks; `agent` may register agents.
+/// those users (ACLs match users, not owners), and tear down its own
+/// frameworks; `agent` may register agents.
 fn ensure_acls(work_dir: &std::path::Path) -> std::io::Result<PathBuf> {
     use mesos_acls::Action;
     use serde_json::{json, Map, Value};
@@ -202,12 +201,8 @@ fn ensure_acls(work_dir: &std::path::Path) -> std::io::Result<PathBuf> {
         return Ok(path);
     }
     let run_as = task_users();
-    let mut view_as = run_as.clone();
-    if let Ok(Some(me)) = nix::unistd::User::from_uid(nix::unistd::getuid()) {
-        if !view_as.contains(&me.name) {
-            view_as.insert(0, me.name);
-        }
-    }
+    // Never root's: that would show `framework` everything run as root.
+    let view_as = run_as.clone();
     let entry = |principal: &str, action: Action, object: Value| {
         let mut e = Map::new();
         e.insert("principals".into(), json!({ "values": [principal] }));
@@ -277,6 +272,13 @@ impl Credentials {
             let (principal, secret) = &secrets[2];
             let agent_json = serde_json::json!({"principal": principal, "secret": secret});
             write_atomic(&agent, agent_json.to_string().as_bytes(), 0o600)?;
+            // New secrets: the client files of the old ones are stale.
+            for stale in ["operator.netrc", "framework.env"] {
+                match std::fs::remove_file(work_dir.join(stale)) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                    _ => {}
+                }
+            }
         }
         Self::ensure_client_files(work_dir, &all)?;
         Ok(Credentials { all, agent })

@@ -53,7 +53,8 @@ pub struct Framework {
     /// framework authentication is off): the subject of its authorization
     /// requests and its owner, unlike `info.principal`, which an
     /// unauthenticated scheduler could claim. A framework recovered from
-    /// re-registering agents takes `info.principal` until it resubscribes.
+    /// re-registering agents takes `info.principal` until it resubscribes
+    /// (enough to view it, not to tear it down).
     pub principal: Option<String>,
     /// Latest FrameworkInfo (with `id` set).
     pub info: FrameworkInfo,

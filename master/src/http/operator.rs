@@ -290,11 +290,18 @@ fn teardown_as(
         Some(p) => mesos_acls::Object::Value(p),
         None => mesos_acls::Object::Any,
     };
+    // A framework known only from agents' reports has an owner those
+    // agents named; until its scheduler proves it by resubscribing, that
+    // owner may view it but not tear it down.
+    let owner = match framework.recovered {
+        true => None,
+        false => framework.principal.as_deref(),
+    };
     m.config.authz.check_owned(
         mesos_acls::Action::TeardownFrameworks,
         principal,
         object,
-        framework.principal.as_deref(),
+        owner,
     )?;
     m.remove_framework(framework_id, now);
     Ok(true)

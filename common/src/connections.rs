@@ -10,7 +10,10 @@
 //! than its file limit leaves room for, refusing further connections
 //! (rather than failing `accept` and leaving them in the backlog) while
 //! established connections keep working. A request whose body has arrived
-//! (a long event stream, a slow handler) is never timed out here.
+//! (a long event stream, a slow handler) is never timed out here. After a
+//! complete request, a connection is bounded only by the idle timeout and
+//! the caps: the watchdog cannot tell an idle keep-alive connection from
+//! one whose next, pipelined head sits half-read in hyper's buffer.
 //!
 //! [`serve_tls`](crate::net::serve_tls) applies these; this module owns the
 //! bookkeeping and nothing else.

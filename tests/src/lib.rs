@@ -172,6 +172,21 @@ pub fn spawn_with_env(
     }
 }
 
+/// A directory every user may enter, holding `mesos-executor` (hard-linked
+/// when possible, else copied).
+fn world_reachable_executor() -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().expect("launcher dir");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+        .expect("chmod launcher dir");
+    let source = binary("mesos-executor");
+    let target = dir.path().join("mesos-executor");
+    if std::fs::hard_link(&source, &target).is_err() {
+        std::fs::copy(&source, &target).expect("copy mesos-executor");
+    }
+    dir
+}
+
 /// `program args`, run under `prlimit --nofile=<limit>` when a limit is
 /// given (`soft:hard`, `soft:` keeps the hard limit).
 fn with_nofile(
@@ -193,6 +208,9 @@ fn with_nofile(
 pub struct Cluster {
     /// Scratch space; removed on drop.
     pub dir: tempfile::TempDir,
+    /// A directory every user may enter holding `mesos-executor`: tasks run
+    /// as `nobody` cannot exec one under a private checkout (`mktemp -d`).
+    pub launcher_dir: tempfile::TempDir,
     /// Master port.
     pub master_port: u16,
     /// The master process.
@@ -250,6 +268,7 @@ impl Cluster {
         let dir = tempfile::tempdir().expect("tempdir");
         let cluster = Cluster {
             dir,
+            launcher_dir: world_reachable_executor(),
             master_port: free_port(),
             master: None,
             agent_ports: Vec::new(),
@@ -375,6 +394,16 @@ impl Cluster {
             format!("--cgroups_root={}", self.cgroups_root),
             format!("--http_credentials={}", self.credentials_path().display()),
         ];
+        if !self
+            .agent_args
+            .iter()
+            .any(|a| a.starts_with("--launcher_dir"))
+        {
+            args.push(format!(
+                "--launcher_dir={}",
+                self.launcher_dir.path().display()
+            ));
+        }
         if self.agent_credential
             && !self
                 .agent_args

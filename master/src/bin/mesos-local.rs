@@ -132,10 +132,15 @@ fn main() {
             acls.display(),
             task_users().join(" or "),
         );
+        // SIGTERM as well as ^C: either way the agent goes down with us
+        // (kill_on_drop alone is skipped when a signal ends the process).
+        let mut sigterm =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         tokio::select! {
             r = master => { r??; }
             status = agent.wait() => anyhow::bail!("the agent exited: {}", status?),
             _ = tokio::signal::ctrl_c() => {}
+            _ = sigterm.recv() => {}
         }
         let _ = agent.start_kill();
         Ok(())

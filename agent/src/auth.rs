@@ -281,10 +281,7 @@ impl HttpAuth {
     }
 }
 
-/// The principal a request authenticated as, if any (a request extension
-/// set by the realm middleware).
-#[derive(Clone, Debug, Default)]
-pub struct Principal(pub Option<String>);
+pub use mesos_common::http::Principal;
 
 /// The peer address `mesos_common::net::serve` recorded.
 pub fn peer(request: &Request) -> Option<SocketAddr> {

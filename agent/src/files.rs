@@ -11,7 +11,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 
 use axum::body::Body;
-use axum::extract::{Extension, Query, State};
+use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
 use http::{header, HeaderValue, StatusCode};
 use mesos_common::http::{json_response, HttpError};
@@ -240,10 +240,9 @@ fn file_info(path: &str, metadata: &std::fs::Metadata) -> serde_json::Value {
 /// `GET /files/browse?path=`.
 pub async fn browse(
     State(files): State<Files>,
-    principal: Option<Extension<Principal>>,
+    Principal(principal): Principal,
     Query(query): Query<FilesQuery>,
 ) -> Response {
-    let principal = principal.and_then(|Extension(Principal(p))| p);
     let result = async {
         let canonical = files
             .resolve_for(principal.as_deref(), query.path.as_deref())
@@ -302,10 +301,9 @@ fn parse_i64(name: &str, value: Option<&str>) -> Result<Option<i64>, HttpError> 
 /// `offset=-1` (or none) returns the file's size as the offset.
 pub async fn read(
     State(files): State<Files>,
-    principal: Option<Extension<Principal>>,
+    Principal(principal): Principal,
     Query(query): Query<FilesQuery>,
 ) -> Response {
-    let principal = principal.and_then(|Extension(Principal(p))| p);
     let result = async {
         let offset = parse_i64("offset", query.offset.as_deref())?.unwrap_or(-1);
         let length = parse_i64("length", query.length.as_deref())?;
@@ -382,10 +380,9 @@ pub async fn read(
 /// `GET /files/download?path=`: the raw file as an attachment.
 pub async fn download(
     State(files): State<Files>,
-    principal: Option<Extension<Principal>>,
+    Principal(principal): Principal,
     Query(query): Query<FilesQuery>,
 ) -> Response {
-    let principal = principal.and_then(|Extension(Principal(p))| p);
     let result = async {
         let canonical = files
             .resolve_for(principal.as_deref(), query.path.as_deref())
@@ -554,20 +551,40 @@ mod tests {
                 .to_bytes();
             serde_json::from_slice::<serde_json::Value>(&bytes).expect("json")
         };
-        let r = read(State(files.clone()), None, Query(query(Some("0"), None))).await;
+        let r = read(
+            State(files.clone()),
+            Principal(None),
+            Query(query(Some("0"), None)),
+        )
+        .await;
         assert_eq!(body(r).await, json!({"data": "hello\n", "offset": 0}));
-        let r = read(State(files.clone()), None, Query(query(Some("-1"), None))).await;
+        let r = read(
+            State(files.clone()),
+            Principal(None),
+            Query(query(Some("-1"), None)),
+        )
+        .await;
         assert_eq!(body(r).await, json!({"data": "", "offset": 6}));
         let r = read(
             State(files.clone()),
-            None,
+            Principal(None),
             Query(query(Some("1"), Some("3"))),
         )
         .await;
         assert_eq!(body(r).await, json!({"data": "ell", "offset": 1}));
-        let r = read(State(files.clone()), None, Query(query(Some("x"), None))).await;
+        let r = read(
+            State(files.clone()),
+            Principal(None),
+            Query(query(Some("x"), None)),
+        )
+        .await;
         assert_eq!(r.status(), StatusCode::BAD_REQUEST);
-        let r = read(State(files.clone()), None, Query(query(Some("-5"), None))).await;
+        let r = read(
+            State(files.clone()),
+            Principal(None),
+            Query(query(Some("-5"), None)),
+        )
+        .await;
         assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     }
 }

@@ -11,7 +11,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Extension, Query, State};
+use axum::extract::{Query, State};
 use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
@@ -117,10 +117,9 @@ pub fn router(agent: AgentHandle, config: Arc<Config>, files: Files, auth: HttpA
 /// [`crate::agent::state_json`]).
 async fn state(
     State((agent, authz)): State<(AgentHandle, SandboxAuthz)>,
-    principal: Option<Extension<Principal>>,
+    Principal(principal): Principal,
     Query(query): Query<JsonpQuery>,
 ) -> Response {
-    let principal = principal.and_then(|Extension(Principal(p))| p);
     match agent.state(authz, principal).await {
         Some(value) => json_response(&value, query.jsonp.as_deref()),
         None => HttpError::new(StatusCode::SERVICE_UNAVAILABLE, "Agent is shutting down")
@@ -132,10 +131,9 @@ async fn state(
 /// then `get_endpoints` on the path, as on the master).
 async fn metrics(
     State((agent, authz)): State<(AgentHandle, SandboxAuthz)>,
-    principal: Option<Extension<Principal>>,
+    Principal(principal): Principal,
     Query(query): Query<JsonpQuery>,
 ) -> Response {
-    let principal = principal.and_then(|Extension(Principal(p))| p);
     if let Err(denied) = authz.check_endpoint(principal.as_deref(), "/metrics/snapshot") {
         return denied.into_response();
     }
@@ -156,10 +154,9 @@ async fn metrics(
 /// `GET /flags`: needs `view_flags`, as on Mesos's agent.
 async fn flags(
     State((config, authz)): State<(Arc<Config>, SandboxAuthz)>,
-    principal: Option<Extension<Principal>>,
+    Principal(principal): Principal,
     Query(query): Query<JsonpQuery>,
 ) -> Response {
-    let principal = principal.and_then(|Extension(Principal(p))| p);
     if let Err(denied) = authz.check_view_flags(principal.as_deref()) {
         return denied.into_response();
     }

@@ -291,3 +291,25 @@ mod tests {
         assert_eq!(r.headers()[header::CONTENT_TYPE], APPLICATION_JSON);
     }
 }
+
+/// The principal an HTTP request authenticated as, if any: a request
+/// extension set by the master's and the agent's realm middleware, and an
+/// extractor handlers take directly (`Principal(principal): Principal`),
+/// `None` outside a realm.
+#[derive(Clone, Debug, Default)]
+pub struct Principal(pub Option<String>);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Principal {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(parts
+            .extensions
+            .get::<Principal>()
+            .cloned()
+            .unwrap_or_default())
+    }
+}

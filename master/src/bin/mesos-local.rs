@@ -205,9 +205,9 @@ fn ensure_acls(work_dir: &std::path::Path) -> std::io::Result<PathBuf> {
     if path.exists() {
         return Ok(path);
     }
+    // Viewing uses the same users, never root's: that would show
+    // `framework` everything run as root.
     let run_as = task_users();
-    // Never root's: that would show `framework` everything run as root.
-    let view_as = run_as.clone();
     let entry = |principal: &str, action: Action, object: Value| {
         let mut e = Map::new();
         e.insert("principals".into(), json!({ "values": [principal] }));
@@ -226,7 +226,7 @@ fn ensure_acls(work_dir: &std::path::Path) -> std::io::Result<PathBuf> {
             Action::ViewFrameworks
             | Action::ViewTasks
             | Action::ViewExecutors
-            | Action::AccessSandboxes => Some(json!({ "values": view_as })),
+            | Action::AccessSandboxes => Some(json!({ "values": run_as })),
             Action::TeardownFrameworks => Some(json!({ "values": ["framework"] })),
             _ => None,
         };
@@ -300,14 +300,12 @@ impl Credentials {
         if netrc.exists() && env.exists() {
             return Ok(());
         }
-        let text = std::fs::read_to_string(all)?;
-        let parsed: serde_json::Value = serde_json::from_str(&text)?;
+        let credentials = mesos_common::auth::credentials::load_credentials(&all.to_string_lossy())
+            .map_err(std::io::Error::other)?;
         let secret_of = |principal: &str| {
-            parsed["credentials"].as_array().and_then(|list| {
-                list.iter()
-                    .find(|c| c["principal"] == principal)
-                    .and_then(|c| c["secret"].as_str())
-            })
+            credentials
+                .secret(principal)
+                .map(|s| String::from_utf8_lossy(s.expose()).into_owned())
         };
         if let (false, Some(secret)) = (netrc.exists(), secret_of("operator")) {
             let text = format!("machine 127.0.0.1 login operator password {secret}\n");

@@ -42,6 +42,7 @@ async fn echo_task_runs_with_acknowledged_updates_in_order_and_its_output_is_ser
                 Type::MultiRole,
                 Type::HierarchicalRole,
                 Type::ReservationRefinement,
+                Type::ResizeVolume,
                 Type::TaskResourceLimits
             ],
             "only what the agent implements"

@@ -5,6 +5,7 @@
 pub mod atomic_file;
 pub mod auth;
 pub mod connections;
+pub mod conversions;
 pub mod flags;
 pub mod http;
 pub mod net;

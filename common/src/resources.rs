@@ -1506,6 +1506,49 @@ pub fn to_state_json(resources: &Resources) -> serde_json::Value {
     serde_json::Value::Object(object)
 }
 
+/// Resources as Mesos's `*_full` fields show them: an array of `Resource`
+/// objects in protobuf JSON (reservations stack, disk info and all), which
+/// can be sent back to the operator endpoints as they are.
+pub fn to_full_json(resources: &Resources) -> serde_json::Value {
+    serde_json::Value::Array(resources.iter().map(mesos_proto::json::to_value).collect())
+}
+
+/// The reservation fields of Mesos's agent JSON: `reserved_resources`
+/// (role → resources object), `reserved_resources_full` (role → array),
+/// `unreserved_resources` and `unreserved_resources_full`, for `total`.
+pub fn reservation_fields(total: &Resources) -> serde_json::Map<String, serde_json::Value> {
+    let mut by_role: std::collections::BTreeMap<&str, Resources> = Default::default();
+    for e in &total.entries {
+        if let Some(role) = reservation_role(&e.resource) {
+            by_role.entry(role).or_default().add_entry(e.clone());
+        }
+    }
+    let unreserved = total.unreserved();
+    let mut out = serde_json::Map::new();
+    out.insert(
+        "reserved_resources".into(),
+        by_role
+            .iter()
+            .map(|(role, r)| (role.to_string(), to_state_json(r)))
+            .collect::<serde_json::Map<_, _>>()
+            .into(),
+    );
+    out.insert(
+        "reserved_resources_full".into(),
+        by_role
+            .iter()
+            .map(|(role, r)| (role.to_string(), to_full_json(r)))
+            .collect::<serde_json::Map<_, _>>()
+            .into(),
+    );
+    out.insert("unreserved_resources".into(), to_state_json(&unreserved));
+    out.insert(
+        "unreserved_resources_full".into(),
+        to_full_json(&unreserved),
+    );
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

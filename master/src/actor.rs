@@ -192,6 +192,9 @@ fn handle_command(master: &mut Master, command: Command) {
 }
 
 fn perform(master: &mut Master, transport: &Transport, self_upid: &Upid, handle: &MasterHandle) {
+    // Changes staged by this batch reach the disk before anything about
+    // them leaves the master.
+    master.commit();
     for effect in master.take_effects() {
         match effect {
             Effect::Send {

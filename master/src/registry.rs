@@ -1,6 +1,13 @@
-//! The master's durable registry: the leading master's identity and the
-//! admitted agents. Every write is flushed to disk before it returns, so a
-//! decision acknowledged after a write survives a crash.
+//! The master's durable registry: the leading master's identity, the
+//! admitted agents, and each agent's dynamic reservations and persistent
+//! volumes.
+//!
+//! Identity and admissions are flushed before their call returns. Resource
+//! changes are *staged* ([`Registry::stage_resources`]) and made durable
+//! together by [`Registry::sync`]: the master stages every mutation of a
+//! batch of requests, syncs once, and only then acknowledges any of them
+//! (group commit). Each staged record is one atomic write, so a crash
+//! leaves a mutation either wholly present or absent.
 //!
 //! Backends sit behind [`Registry`]; sled is the default, in-memory is for
 //! experiments.
@@ -8,8 +15,8 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use mesos_proto::internal::registry::{AdmittedAgent, MasterIdentity};
-use mesos_proto::v1::AgentInfo;
+use mesos_proto::internal::registry::{AdmittedAgent, AgentResources, MasterIdentity};
+use mesos_proto::v1::{AgentInfo, Resource};
 use prost::Message;
 
 /// Why the registry could not be read or written.
@@ -41,6 +48,10 @@ pub struct Recovered {
     pub previous_master: Option<String>,
     /// Agents admitted before, by id.
     pub agents: BTreeMap<String, AdmittedAgent>,
+    /// Dynamic reservations and volumes by agent id. May name agents that
+    /// are no longer admitted (their volumes outlive them until an operator
+    /// destroys them).
+    pub resources: BTreeMap<String, Vec<Resource>>,
 }
 
 /// The registry operations the master depends on.
@@ -53,12 +64,28 @@ pub trait Registry: Send + 'static {
     fn admit_agent(&mut self, info: &AgentInfo, registered_time: f64) -> Result<(), RegistryError>;
     /// Forgets an agent (durable on return).
     fn remove_agent(&mut self, agent_id: &str) -> Result<(), RegistryError>;
+    /// Replaces an agent's dynamic reservations and volumes (an empty list
+    /// removes the record). Durable only after the next [`Registry::sync`].
+    fn stage_resources(
+        &mut self,
+        agent_id: &str,
+        resources: &[Resource],
+    ) -> Result<(), RegistryError>;
+    /// Makes everything staged so far durable.
+    fn sync(&mut self) -> Result<(), RegistryError>;
+    /// Whether what it holds survives a restart. Only a durable registry
+    /// overrules what agents report about their reservations and volumes;
+    /// a forgetful one adopts their reports.
+    fn is_durable(&self) -> bool {
+        true
+    }
 }
 
 /// sled-backed registry under `<work_dir>/registry`.
 pub struct SledRegistry {
     db: sled::Db,
     agents: sled::Tree,
+    resources: sled::Tree,
 }
 
 const MASTER_KEY: &[u8] = b"master";
@@ -87,7 +114,12 @@ impl SledRegistry {
             }
         };
         let agents = db.open_tree("agents")?;
-        Ok(Self { db, agents })
+        let resources = db.open_tree("resources")?;
+        Ok(Self {
+            db,
+            agents,
+            resources,
+        })
     }
 }
 
@@ -121,9 +153,21 @@ impl Registry for SledRegistry {
                 })?;
             agents.insert(key, agent);
         }
+        let mut resources = BTreeMap::new();
+        for entry in self.resources.iter() {
+            let (key, value) = entry?;
+            let key = String::from_utf8_lossy(&key).into_owned();
+            let record =
+                AgentResources::decode(value.as_ref()).map_err(|e| RegistryError::Corrupt {
+                    key: format!("resources/{key}"),
+                    reason: e.to_string(),
+                })?;
+            resources.insert(key, record.resources);
+        }
         Ok(Recovered {
             previous_master,
             agents,
+            resources,
         })
     }
 
@@ -152,6 +196,29 @@ impl Registry for SledRegistry {
     fn remove_agent(&mut self, agent_id: &str) -> Result<(), RegistryError> {
         self.agents.remove(agent_id.as_bytes())?;
         self.agents.flush()?;
+        Ok(())
+    }
+
+    fn stage_resources(
+        &mut self,
+        agent_id: &str,
+        resources: &[Resource],
+    ) -> Result<(), RegistryError> {
+        if resources.is_empty() {
+            self.resources.remove(agent_id.as_bytes())?;
+        } else {
+            let record = AgentResources {
+                resources: resources.to_vec(),
+            };
+            self.resources
+                .insert(agent_id.as_bytes(), record.encode_to_vec())?;
+        }
+        Ok(())
+    }
+
+    fn sync(&mut self) -> Result<(), RegistryError> {
+        // One flush of the log covers every tree.
+        self.db.flush()?;
         Ok(())
     }
 }
@@ -192,6 +259,29 @@ impl Registry for InMemoryRegistry {
         self.state.agents.remove(agent_id);
         Ok(())
     }
+
+    fn stage_resources(
+        &mut self,
+        agent_id: &str,
+        resources: &[Resource],
+    ) -> Result<(), RegistryError> {
+        if resources.is_empty() {
+            self.state.resources.remove(agent_id);
+        } else {
+            self.state
+                .resources
+                .insert(agent_id.to_string(), resources.to_vec());
+        }
+        Ok(())
+    }
+
+    fn sync(&mut self) -> Result<(), RegistryError> {
+        Ok(())
+    }
+
+    fn is_durable(&self) -> bool {
+        false
+    }
 }
 
 #[cfg(test)]
@@ -222,6 +312,30 @@ mod tests {
         assert_eq!(recovered.previous_master.as_deref(), Some("m1"));
         assert_eq!(recovered.agents.keys().collect::<Vec<_>>(), vec!["a2"]);
         assert_eq!(recovered.agents["a2"].registered_time, Some(2.0));
+    }
+
+    #[test]
+    fn staged_resources_survive_reopen_after_sync_and_empty_removes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let disk = Resource {
+            name: "disk".into(),
+            r#type: mesos_proto::v1::value::Type::Scalar as i32,
+            scalar: Some(mesos_proto::v1::value::Scalar { value: 64.0 }),
+            ..Default::default()
+        };
+        {
+            let mut r = SledRegistry::open(dir.path()).expect("open");
+            r.stage_resources("a1", std::slice::from_ref(&disk))
+                .expect("stage");
+            r.stage_resources("a2", std::slice::from_ref(&disk))
+                .expect("stage");
+            r.stage_resources("a2", &[]).expect("stage");
+            r.sync().expect("sync");
+        }
+        let mut r = SledRegistry::open(dir.path()).expect("reopen");
+        let recovered = r.recover().expect("recover");
+        assert_eq!(recovered.resources.keys().collect::<Vec<_>>(), vec!["a1"]);
+        assert_eq!(recovered.resources["a1"], vec![disk]);
     }
 
     #[test]

@@ -871,6 +871,7 @@ impl Agent {
         // The executor talks to this agent: it needs our TLS settings
         // (LIBPROCESS_SSL_*; inherited_env() drops LIBPROCESS_ variables).
         env.extend(mesos_common::tls::Settings::executor_env(std::env::vars()));
+        let mut volume_owner = None;
         let user = if flags.switch_user {
             let account = nix::unistd::User::from_name(&user_name)
                 .map_err(|e| format!("Failed to launch container: cannot look up user '{user_name}': {e}"))?
@@ -884,6 +885,7 @@ impl Agent {
                         executor.directory.display()
                     ));
                 }
+                volume_owner = Some((account.uid, account.gid));
                 set_env(&mut env, "HOME", account.dir.display().to_string());
                 set_env(&mut env, "USER", user_name.clone());
                 set_env(&mut env, "LOGNAME", user_name.clone());
@@ -892,6 +894,11 @@ impl Agent {
         } else {
             None
         };
+        self.attach_volumes(
+            &super::volumes::container_resources(executor),
+            &executor.directory,
+            volume_owner,
+        )?;
         if !env.iter().any(|(k, _)| k == "PATH") {
             set_env(
                 &mut env,

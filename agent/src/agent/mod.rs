@@ -14,6 +14,7 @@ mod isolation;
 mod recovery;
 mod registration;
 mod state_json;
+mod volumes;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::PathBuf;
@@ -407,8 +408,12 @@ pub struct Agent {
     pub(crate) shutting_down: bool,
     pub(crate) ping_timeout: Duration,
     /// Version of the agent's resources (Mesos's `resource_version_uuid`):
-    /// fixed for the life of the process, as nothing changes them.
+    /// fixed for the life of the process.
     pub(crate) resource_version: v1::Uuid,
+    /// Dynamic reservations and persistent volumes, as last checkpointed.
+    pub(crate) checkpointed: mesos_common::resources::Resources,
+    /// Directories of checkpointed volumes that are missing on disk.
+    pub(crate) missing_volumes: std::collections::BTreeSet<std::path::PathBuf>,
 }
 
 /// Seconds since the epoch.
@@ -485,6 +490,8 @@ impl Agent {
             resource_version: v1::Uuid {
                 value: bytes::Bytes::copy_from_slice(uuid::Uuid::new_v4().as_bytes()),
             },
+            checkpointed: Default::default(),
+            missing_volumes: Default::default(),
         }
     }
 
@@ -723,6 +730,9 @@ impl Agent {
                 self.on_status_ack(decode!(m::StatusUpdateAcknowledgementMessage))
             }
             "UpdateFrameworkMessage" => self.update_framework(decode!(m::UpdateFrameworkMessage)),
+            "CheckpointResourcesMessage" => {
+                self.checkpoint_resources(decode!(m::CheckpointResourcesMessage))
+            }
             "ShutdownMessage" => self.on_shutdown(&message.from, decode!(m::ShutdownMessage)),
             other => tracing::debug!(
                 message = other,

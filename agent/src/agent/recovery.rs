@@ -125,6 +125,8 @@ impl Agent {
         self.info.id = Some(v1::AgentId {
             value: agent_id.clone(),
         });
+        self.recover_resources(&agent_id)?;
+        self.resources_json = mesos_common::resources::to_state_json(&self.total_resources());
         self.checkpoint_agent();
         let mut dead = Vec::new();
         let mut terminated = Vec::new();

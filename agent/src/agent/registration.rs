@@ -80,6 +80,7 @@ pub(crate) fn agent_capabilities() -> Vec<v1::agent_info::Capability> {
         Type::MultiRole,
         Type::HierarchicalRole,
         Type::ReservationRefinement,
+        Type::ResizeVolume,
         Type::TaskResourceLimits,
     ]
     .into_iter()
@@ -324,7 +325,7 @@ impl Agent {
         tracing::info!(master = %self.master, tasks = tasks.len(), "re-registering with the master");
         let message = m::ReregisterSlaveMessage {
             slave: self.info.clone(),
-            checkpointed_resources: Vec::new(),
+            checkpointed_resources: self.checkpointed.clone().into_vec(),
             executor_infos,
             tasks,
             frameworks,

@@ -369,19 +369,15 @@ impl Agent {
             .filter_map(|f| framework_json(f, viewer))
             .collect();
         o.insert("completed_frameworks".into(), Value::Array(completed));
-        o.insert("reserved_resources".into(), json!({}));
-        o.insert("unreserved_resources".into(), self.resources_json.clone());
-        o.insert("reserved_resources_full".into(), json!({}));
-        o.insert(
-            "unreserved_resources_full".into(),
-            Value::Array(
-                self.info
-                    .resources
-                    .iter()
-                    .map(mesos_proto::json::to_value)
-                    .collect(),
-            ),
-        );
+        o.extend(mesos_common::resources::reservation_fields(
+            &self.total_resources(),
+        ));
+        let missing: Vec<Value> = self
+            .missing_volumes
+            .iter()
+            .map(|p| json!(p.display().to_string()))
+            .collect();
+        o.insert("missing_volumes".into(), Value::Array(missing));
         Value::Object(o)
     }
 }

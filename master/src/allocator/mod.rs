@@ -34,6 +34,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use mesos_common::conversions::{self, Conversion};
 use mesos_common::resources::{allocation_role, from_fixed, Resources};
 use mesos_proto::v1::value::{self, Scalar};
 use mesos_proto::v1::Resource;
@@ -526,6 +527,46 @@ impl Allocator {
         agent.available = total.deep_clone().unallocated() - &allocated;
         agent.total = total;
         self.shares_stale = true;
+        self.mark_dirty(a);
+    }
+
+    /// Applies an offer operation's conversions on an agent: to its total,
+    /// and to what `framework_id` holds there (an ACCEPT's operations on
+    /// offered resources, `allocated` carrying allocation info) or else to
+    /// what is available (an operator's operation, `plain`). Conversions
+    /// keep every quantity, so shares do not change. Conversions that do
+    /// not apply are ignored; the master validated them.
+    pub fn convert(
+        &mut self,
+        agent_id: &str,
+        framework_id: Option<&str>,
+        allocated: &[Conversion],
+        plain: &[Conversion],
+    ) {
+        let Some(&a) = self.agent_index.get(agent_id) else {
+            return;
+        };
+        let f = framework_id.and_then(|id| self.framework_index.get(id).copied());
+        let Some(agent) = self.agents.get_mut(a) else {
+            return;
+        };
+        if let Ok(total) = conversions::apply(&agent.total, plain, "") {
+            agent.total = total;
+        }
+        match f {
+            Some(f) => {
+                if let Some(held) = agent.allocated.get_mut(&f) {
+                    if let Ok(converted) = conversions::apply(held, allocated, "") {
+                        *held = converted;
+                    }
+                }
+            }
+            None => {
+                if let Ok(available) = conversions::apply(&agent.available, plain, "") {
+                    agent.available = available;
+                }
+            }
+        }
         self.mark_dirty(a);
     }
 

@@ -175,6 +175,11 @@ impl Master {
                 return;
             }
         };
+        if !message.checkpointed_resources.is_empty() {
+            // Volumes belong to the agent id they were created on; an
+            // agent registering afresh starts with none.
+            tracing::warn!(pid = %from, "agent registering without an id reports checkpointed resources; ignoring them");
+        }
         let agent_id = self.new_agent_id();
         let mut info = message.slave;
         info.id = Some(v1::AgentId {
@@ -333,6 +338,11 @@ impl Master {
                 self.adopt_task(&agent_id, task, &message.frameworks);
             }
             self.send(from, &reply);
+            let reported = Resources::new(message.checkpointed_resources).unwrap_or_default();
+            if reported != self.checkpointed_resources(&agent_id) {
+                tracing::warn!(%agent_id, "re-registered agent's checkpointed resources differ from the registry; telling it the registry's");
+                self.tell_checkpointed(&agent_id);
+            }
             return;
         }
         // After a master failover, or an agent that was marked unreachable.
@@ -345,6 +355,14 @@ impl Master {
         if info.port.is_none() {
             info.port = Some(i32::from(from.port));
         }
+        let (total, tell) =
+            match self.settle_agent_resources(&agent_id, &total, &message.checkpointed_resources) {
+                Ok(settled) => settled,
+                Err(e) => {
+                    tracing::error!(%agent_id, pid = %from, "refusing re-registration: {e}");
+                    return;
+                }
+            };
         if let Err(e) = self.registry.admit_agent(&info, registered_time) {
             tracing::error!(%agent_id, "failed to re-admit agent to the registry: {e}");
             return;
@@ -405,6 +423,9 @@ impl Master {
             self.adopt_task(&agent_id, task, &message.frameworks);
         }
         self.send(from, &reply);
+        if tell {
+            self.tell_checkpointed(&agent_id);
+        }
     }
 
     /// Creates a recovered (unsubscribed) framework from what an agent

@@ -86,7 +86,14 @@ pub struct Framework {
     pub offers: HashSet<String>,
     /// Executors by (agent id, executor id).
     pub executors: HashMap<(String, String), mesos_proto::v1::ExecutorInfo>,
+    /// Each offer operation it sent with an `id`, with its latest status
+    /// (what RECONCILE_OPERATIONS and GET_OPERATIONS report), oldest first,
+    /// bounded.
+    pub operations: VecDeque<mesos_proto::v1::Operation>,
 }
+
+/// Operation statuses kept per framework.
+pub const MAX_OPERATIONS_PER_FRAMEWORK: usize = 1000;
 
 impl Framework {
     /// A framework with no tasks yet.
@@ -109,6 +116,19 @@ impl Framework {
             completed_tasks: VecDeque::new(),
             offers: HashSet::new(),
             executors: HashMap::new(),
+            operations: VecDeque::new(),
+        }
+    }
+
+    /// Records an operation and its latest status, replacing an earlier
+    /// record with the same id.
+    pub fn record_operation(&mut self, operation: mesos_proto::v1::Operation) {
+        let id = operation.latest_status.operation_id.clone();
+        self.operations
+            .retain(|o| o.latest_status.operation_id != id);
+        self.operations.push_back(operation);
+        while self.operations.len() > MAX_OPERATIONS_PER_FRAMEWORK {
+            self.operations.pop_front();
         }
     }
 

@@ -8,6 +8,7 @@
 pub mod agent;
 pub mod agents;
 pub mod framework;
+pub mod operations;
 pub mod operator;
 pub mod scheduler;
 pub mod task;
@@ -155,6 +156,9 @@ pub struct Counters {
     pub agent_reregistrations: u64,
     /// Agents removed since start.
     pub agent_removals: u64,
+    /// Registry flushes that made staged reservation and volume changes
+    /// durable (each may cover many changes).
+    pub registry_flushes: u64,
     /// Frameworks marked unreachable.
     pub agents_unreachable: u64,
 }
@@ -195,6 +199,15 @@ pub struct Master {
     /// Open operator event streams (`SUBSCRIBE` on `/api/v1`).
     pub operator_subscribers: Vec<OperatorSubscriber>,
     registry: Box<dyn Registry>,
+    /// Dynamic reservations and volumes by agent id, as the registry holds
+    /// them (agents that are gone included).
+    pub agent_resources: HashMap<String, mesos_common::resources::Resources>,
+    /// Whether the registry holds staged writes not yet flushed.
+    registry_dirty: bool,
+    /// Replies waiting for the next flush.
+    durable_waiters: Vec<tokio::sync::oneshot::Sender<()>>,
+    /// Framework events waiting for the next flush.
+    after_commit: Vec<(String, Event)>,
     effects: Vec<Effect>,
     next_framework: u64,
     next_agent: u64,
@@ -251,6 +264,20 @@ impl Master {
             ..Default::default()
         };
         let weights = config.weights.iter().cloned().collect();
+        let mut agent_resources = HashMap::new();
+        for (agent_id, list) in recovered.resources {
+            match mesos_common::resources::Resources::new(list) {
+                Ok(r) => {
+                    agent_resources.insert(agent_id, r);
+                }
+                Err(e) => {
+                    return Err(RegistryError::Corrupt {
+                        key: format!("resources/{agent_id}"),
+                        reason: e.to_string(),
+                    })
+                }
+            }
+        }
         let mut master = Self {
             info,
             start_time: now_secs(),
@@ -264,6 +291,10 @@ impl Master {
             counters: Counters::default(),
             operator_subscribers: Vec::new(),
             registry,
+            agent_resources,
+            registry_dirty: false,
+            durable_waiters: Vec::new(),
+            after_commit: Vec::new(),
             effects: Vec::new(),
             next_framework: 0,
             next_agent: 0,

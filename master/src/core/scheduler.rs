@@ -804,6 +804,16 @@ impl Master {
                         self.launch_group(framework_id, &agent_id, &role, group, &mut remaining);
                     }
                 }
+                Some(
+                    operation::Type::Reserve
+                    | operation::Type::Unreserve
+                    | operation::Type::Create
+                    | operation::Type::Destroy
+                    | operation::Type::GrowVolume
+                    | operation::Type::ShrinkVolume,
+                ) => {
+                    self.offer_operation(framework_id, &agent_id, &role, operation, &mut remaining);
+                }
                 other => {
                     tracing::warn!(%framework_id, operation = ?other, "dropping unsupported offer operation");
                     if let (Some(id), Some(framework)) =

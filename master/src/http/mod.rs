@@ -3,6 +3,7 @@
 
 pub mod explain;
 pub mod operator;
+pub mod reservations;
 pub mod scheduler;
 pub mod state;
 pub mod stream;
@@ -77,6 +78,18 @@ pub fn router(state: AppState) -> Router {
     let mut readwrite = Router::new();
     readwrite = alias(readwrite, "/api/v1", any(operator::api));
     readwrite = alias(readwrite, "/teardown", post(operator::teardown));
+    readwrite = alias(readwrite, "/reserve", post(reservations::reserve));
+    readwrite = alias(readwrite, "/unreserve", post(reservations::unreserve));
+    readwrite = alias(
+        readwrite,
+        "/create-volumes",
+        post(reservations::create_volumes),
+    );
+    readwrite = alias(
+        readwrite,
+        "/destroy-volumes",
+        post(reservations::destroy_volumes),
+    );
     readwrite = readwrite
         .route("/acls/explain", get(explain::explain))
         .route("/acls/explain/", get(explain::explain));

@@ -172,6 +172,36 @@ async fn operator(
                 )),
             };
         }
+        call::Type::ReserveResources
+        | call::Type::UnreserveResources
+        | call::Type::CreateVolumes
+        | call::Type::DestroyVolumes
+        | call::Type::GrowVolume
+        | call::Type::ShrinkVolume => {
+            let (agent_id, op) = operation_call(call)?;
+            return Ok(super::reservations::run(&app, agent_id, op, principal).await);
+        }
+        call::Type::GetOperations => {
+            let operations = app
+                .master
+                .read(move |m| {
+                    let mut viewer = m.config.authz.viewer(principal.as_deref());
+                    m.frameworks
+                        .values()
+                        .filter(|f| viewer.framework(f))
+                        .flat_map(|f| f.operations.iter().cloned())
+                        .collect::<Vec<_>>()
+                })
+                .await
+                .ok_or_else(|| {
+                    HttpError::new(StatusCode::SERVICE_UNAVAILABLE, "Master is shutting down")
+                })?;
+            Some(MasterResponse {
+                r#type: Some(response::Type::GetOperations as i32),
+                get_operations: Some(response::GetOperations { operations }),
+                ..Default::default()
+            })
+        }
         _ => {
             let read = app
                 .master
@@ -202,6 +232,82 @@ async fn operator(
         ));
     };
     Ok(encode(&response, accept))
+}
+
+/// The agent and offer operation of a RESERVE_RESOURCES, UNRESERVE_RESOURCES,
+/// CREATE_VOLUMES, DESTROY_VOLUMES, GROW_VOLUME or SHRINK_VOLUME call.
+fn operation_call(call: Call) -> Result<(String, v1::offer::Operation), HttpError> {
+    use v1::offer::operation as op;
+    let missing = |field: &str| {
+        HttpError::bad_request(format!(
+            "Failed to validate master::Call: Expecting '{field}' to be present"
+        ))
+    };
+    let mut operation = v1::offer::Operation::default();
+    let agent_id = match call.r#type.and_then(|t| call::Type::try_from(t).ok()) {
+        Some(call::Type::ReserveResources) => {
+            let c = call
+                .reserve_resources
+                .ok_or_else(|| missing("reserve_resources"))?;
+            operation.r#type = Some(op::Type::Reserve as i32);
+            operation.reserve = Some(op::Reserve {
+                resources: c.resources,
+                source: c.source,
+            });
+            Some(c.agent_id)
+        }
+        Some(call::Type::UnreserveResources) => {
+            let c = call
+                .unreserve_resources
+                .ok_or_else(|| missing("unreserve_resources"))?;
+            operation.r#type = Some(op::Type::Unreserve as i32);
+            operation.unreserve = Some(op::Unreserve {
+                resources: c.resources,
+            });
+            Some(c.agent_id)
+        }
+        Some(call::Type::CreateVolumes) => {
+            let c = call
+                .create_volumes
+                .ok_or_else(|| missing("create_volumes"))?;
+            operation.r#type = Some(op::Type::Create as i32);
+            operation.create = Some(op::Create { volumes: c.volumes });
+            Some(c.agent_id)
+        }
+        Some(call::Type::DestroyVolumes) => {
+            let c = call
+                .destroy_volumes
+                .ok_or_else(|| missing("destroy_volumes"))?;
+            operation.r#type = Some(op::Type::Destroy as i32);
+            operation.destroy = Some(op::Destroy { volumes: c.volumes });
+            Some(c.agent_id)
+        }
+        Some(call::Type::GrowVolume) => {
+            let c = call.grow_volume.ok_or_else(|| missing("grow_volume"))?;
+            operation.r#type = Some(op::Type::GrowVolume as i32);
+            operation.grow_volume = Some(op::GrowVolume {
+                volume: c.volume,
+                addition: c.addition,
+            });
+            c.agent_id
+        }
+        Some(call::Type::ShrinkVolume) => {
+            let c = call.shrink_volume.ok_or_else(|| missing("shrink_volume"))?;
+            operation.r#type = Some(op::Type::ShrinkVolume as i32);
+            operation.shrink_volume = Some(op::ShrinkVolume {
+                volume: c.volume,
+                subtract: c.subtract,
+            });
+            c.agent_id
+        }
+        _ => None,
+    };
+    let agent_id = agent_id.ok_or_else(|| {
+        HttpError::bad_request(
+            "Failed to validate master::Call: Expecting 'agent_id' to be present: volumes from resource providers are not supported",
+        )
+    })?;
+    Ok((agent_id.value, operation))
 }
 
 /// `SUBSCRIBE`: 200 and a RecordIO stream of `master::Event`s.

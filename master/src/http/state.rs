@@ -324,18 +324,6 @@ fn attributes_json(attributes: &[v1::Attribute]) -> Value {
 pub fn agent_json(master: &Master, agent: &Agent) -> Value {
     let used = agent_used(master, agent);
     let offered = agent_offered(master, agent);
-    let mut reserved_by_role: HashMap<String, Resources> = HashMap::new();
-    for resource in agent.total.iter() {
-        if let Some(role) = mesos_common::resources::reservation_role(resource) {
-            if let Ok(r) = Resources::try_from(vec![resource.clone()]) {
-                *reserved_by_role.entry(role.to_string()).or_default() += r;
-            }
-        }
-    }
-    let reserved: Map<String, Value> = reserved_by_role
-        .iter()
-        .map(|(role, r)| (role.clone(), to_state_json(r)))
-        .collect();
     let capabilities: Vec<&'static str> = agent
         .capabilities
         .iter()
@@ -352,8 +340,8 @@ pub fn agent_json(master: &Master, agent: &Agent) -> Value {
         "resources": to_state_json(&agent.total),
         "used_resources": to_state_json(&used),
         "offered_resources": to_state_json(&offered),
-        "reserved_resources": reserved,
-        "unreserved_resources": to_state_json(&agent.total.unreserved()),
+        "used_resources_full": mesos_common::resources::to_full_json(&used),
+        "offered_resources_full": mesos_common::resources::to_full_json(&offered),
         "active": agent.connected && agent.active,
         "deactivated": !agent.active,
         "version": agent.version,
@@ -361,6 +349,9 @@ pub fn agent_json(master: &Master, agent: &Agent) -> Value {
     });
     if let Some(t) = agent.reregistered_time {
         object["reregistered_time"] = json!(t);
+    }
+    if let Value::Object(o) = &mut object {
+        o.extend(mesos_common::resources::reservation_fields(&agent.total));
     }
     object
 }

@@ -1,0 +1,313 @@
+//! Reservations and persistent volumes end to end: real master and agent
+//! processes, an unmodified pymesos framework, and the operator endpoints.
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use mesos_tests::{get_json, operator_auth, python, script, wait_until, Cluster};
+use serde_json::{json, Value};
+
+fn post_form(url: &str, pairs: &[(&str, &str)], authorization: Option<&str>) -> (u16, String) {
+    let body = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(pairs)
+        .finish();
+    let client = reqwest::blocking::Client::new();
+    let mut request = client
+        .post(url)
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(body);
+    if let Some(a) = authorization {
+        request = request.header("Authorization", a);
+    }
+    let response = request.send().expect("POST");
+    let status = response.status().as_u16();
+    (status, response.text().unwrap_or_default())
+}
+
+fn agent_json(cluster: &Cluster) -> Value {
+    let state = get_json(&format!("{}/master/slaves", cluster.master_url())).expect("slaves");
+    state["slaves"][0].clone()
+}
+
+fn reserved(name: &str, value: f64, role: &str, principal: &str) -> Value {
+    json!({"name": name, "type": "SCALAR", "scalar": {"value": value},
+           "reservations": [{"type": "DYNAMIC", "role": role, "principal": principal}]})
+}
+
+fn volume(id: &str, size: f64, role: &str, principal: &str) -> Value {
+    let mut v = reserved("disk", size, role, principal);
+    v["disk"] = json!({"persistence": {"id": id, "principal": principal},
+                       "volume": {"container_path": "data", "mode": "RW"}});
+    v
+}
+
+#[test]
+fn pymesos_reserves_creates_writes_reads_destroys_and_unreserves() {
+    let Some(python) = python() else {
+        eprintln!(
+            "SKIP: no Python with pymesos (set MESOS_TEST_PYTHON or run scripts/setup-python.sh)"
+        );
+        return;
+    };
+    let cluster = Cluster::start(1);
+    let output = Command::new(&python)
+        .env("MESOS_PRINCIPAL", mesos_tests::FRAMEWORK_PRINCIPAL)
+        .env("MESOS_SECRET", mesos_tests::FRAMEWORK_SECRET)
+        .arg(script("pymesos_volume.py"))
+        .args([
+            "--master",
+            &cluster.master_address(),
+            "--role",
+            "storage",
+            "--volume-id",
+            "pv-1",
+            "--token",
+            "t0k3n-42",
+            "--timeout",
+            "90",
+        ])
+        .stderr(Stdio::piped())
+        .output()
+        .expect("run pymesos");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let result: Value = serde_json::from_str(stdout.lines().last().unwrap_or_default())
+        .unwrap_or_else(|e| {
+            panic!(
+                "no result line ({e}): {stdout}\n{stderr}\n{}",
+                cluster.logs()
+            )
+        });
+    assert!(
+        output.status.success() && result["result"] == "ok",
+        "volume round trip failed: {stdout}\n{stderr}\n{}",
+        cluster.logs()
+    );
+    let finished = |task: &str| {
+        result["updates"].as_array().is_some_and(|u| {
+            u.iter()
+                .any(|x| x["task_id"] == task && x["state"] == "TASK_FINISHED")
+        })
+    };
+    assert!(finished("writer") && finished("reader"), "{result}");
+    // Every operation with an id was reported finished, once it was durable.
+    for id in ["reserve-1", "create-1", "destroy-1", "unreserve-1"] {
+        let states: Vec<&str> = result["operations"]
+            .as_array()
+            .map(|ops| {
+                ops.iter()
+                    .filter(|o| o["id"] == id)
+                    .filter_map(|o| o["state"].as_str())
+                    .collect()
+            })
+            .unwrap_or_default();
+        assert_eq!(states, ["OPERATION_FINISHED"], "{id}: {result}");
+    }
+    // The destroyed volume's directory is gone from the agent's disk, and
+    // nothing is reserved any more.
+    let volume_dir = cluster.dir.path().join("agent0/volumes/roles/storage/pv-1");
+    assert!(
+        !volume_dir.exists(),
+        "{} still exists",
+        volume_dir.display()
+    );
+    let agent = agent_json(&cluster);
+    assert_eq!(agent["reserved_resources_full"], json!({}), "{agent}");
+    assert_eq!(
+        agent["unreserved_resources"]["disk"],
+        json!(10000.0),
+        "{agent}"
+    );
+}
+
+#[test]
+fn operator_endpoints_reserve_create_survive_a_master_kill_then_destroy_and_unreserve() {
+    let mut cluster = Cluster::start(1);
+    let master = cluster.master_url();
+    let auth = operator_auth();
+    let op = mesos_tests::OPERATOR_PRINCIPAL;
+    let agent_id = agent_json(&cluster)["id"]
+        .as_str()
+        .expect("agent id")
+        .to_string();
+    let resources = json!([
+        reserved("cpus", 1.0, "ops", op),
+        reserved("disk", 64.0, "ops", op)
+    ]);
+    let reserve =
+        |pairs: &[(&str, &str)]| post_form(&format!("{master}/master/reserve"), pairs, Some(&auth));
+
+    // Bad input is refused with Mesos's status codes and a reason.
+    let text = resources.to_string();
+    type Case<'a> = (Vec<(&'a str, &'a str)>, u16, &'a str);
+    let cases: Vec<Case> = vec![
+        (vec![("resources", &text)], 400, "Missing 'slaveId'"),
+        (vec![("slaveId", &agent_id)], 400, "Missing 'resources'"),
+        (
+            vec![("slaveId", &agent_id), ("resources", "not json")],
+            400,
+            "Error in parsing 'resources'",
+        ),
+        (
+            vec![("slaveId", &agent_id), ("resources", "{}")],
+            400,
+            "expected a JSON array",
+        ),
+        (
+            vec![("slaveId", "no-such-agent"), ("resources", &text)],
+            400,
+            "No agent found with specified ID",
+        ),
+    ];
+    for (pairs, status, needle) in cases {
+        let (got, body) = reserve(&pairs);
+        assert_eq!(
+            (got, body.contains(needle)),
+            (status, true),
+            "{pairs:?}: {got} {body}"
+        );
+    }
+    let star = json!([{"name":"cpus","type":"SCALAR","scalar":{"value":1},
+                       "reservations":[{"type":"DYNAMIC","role":"*","principal":op}]}])
+    .to_string();
+    let (got, body) = reserve(&[("slaveId", &agent_id), ("resources", &star)]);
+    assert_eq!(got, 400, "{body}");
+    let negative = json!([{"name":"cpus","type":"SCALAR","scalar":{"value":-1},
+                           "reservations":[{"type":"DYNAMIC","role":"ops","principal":op}]}])
+    .to_string();
+    let (got, body) = reserve(&[("slaveId", &agent_id), ("resources", &negative)]);
+    assert_eq!(got, 400, "{body}");
+    let someone_else = json!([reserved("cpus", 1.0, "ops", "mallory")]).to_string();
+    let (got, body) = reserve(&[("slaveId", &agent_id), ("resources", &someone_else)]);
+    assert_eq!(got, 400, "{body}");
+    assert!(
+        body.contains("does not match a reserved resource in the request with principal 'mallory'"),
+        "{body}"
+    );
+    let too_much = json!([reserved("cpus", 400.0, "ops", op)]).to_string();
+    let (got, body) = reserve(&[("slaveId", &agent_id), ("resources", &too_much)]);
+    assert_eq!(got, 409, "{body}");
+    assert!(body.contains("does not contain"), "{body}");
+    assert_eq!(
+        agent_json(&cluster)["reserved_resources_full"],
+        json!({}),
+        "refusals changed nothing"
+    );
+
+    // Reserve, then create a volume on the reserved disk.
+    let (got, body) = reserve(&[("slaveId", &agent_id), ("resources", &text)]);
+    assert_eq!(got, 202, "{body}");
+    let agent = agent_json(&cluster);
+    assert_eq!(
+        agent["reserved_resources"]["ops"]["cpus"],
+        json!(1.0),
+        "{agent}"
+    );
+    assert_eq!(agent["unreserved_resources"]["cpus"], json!(3.0), "{agent}");
+    let volumes = json!([volume("pv-op", 64.0, "ops", op)]).to_string();
+    let create = |v: &str| {
+        post_form(
+            &format!("{master}/master/create-volumes"),
+            &[("slaveId", &agent_id), ("volumes", v)],
+            Some(&auth),
+        )
+    };
+    let (got, body) = create(&volumes);
+    assert_eq!(got, 202, "{body}");
+    let (got, body) = create(&volumes);
+    assert_eq!(got, 400, "{body}");
+    assert!(
+        body.contains("Persistence ID 'pv-op' is not unique"),
+        "{body}"
+    );
+    let unreserved_volume = json!([{"name":"disk","type":"SCALAR","scalar":{"value":1},
+        "disk":{"persistence":{"id":"x","principal":op},"volume":{"container_path":"d","mode":"RW"}}}]).to_string();
+    let (got, body) = create(&unreserved_volume);
+    assert_eq!(got, 400, "{body}");
+    assert!(body.contains("unreserved"), "{body}");
+    let volume_dir = cluster.dir.path().join("agent0/volumes/roles/ops/pv-op");
+    wait_until(
+        Duration::from_secs(10),
+        "volume directory on the agent",
+        || volume_dir.is_dir(),
+    );
+    std::fs::write(volume_dir.join("kept"), "data").expect("write into the volume");
+
+    // A volume cannot be unreserved directly.
+    let listed = agent_json(&cluster)["reserved_resources_full"]["ops"].clone();
+    let listed_volume: Vec<Value> = listed
+        .as_array()
+        .expect("ops reservations")
+        .iter()
+        .filter(|r| r["disk"]["persistence"]["id"] == "pv-op")
+        .cloned()
+        .collect();
+    assert_eq!(listed_volume.len(), 1, "{listed}");
+    let (got, body) = post_form(
+        &format!("{master}/master/unreserve"),
+        &[
+            ("slaveId", &agent_id),
+            (
+                "resources",
+                &Value::Array(listed_volume.clone()).to_string(),
+            ),
+        ],
+        Some(&auth),
+    );
+    assert_eq!(got, 400, "{body}");
+    assert!(body.contains("cannot be unreserved directly"), "{body}");
+
+    // kill -9 the master: the registry restores the reservation and volume.
+    if let Some(mut m) = cluster.master.take() {
+        m.kill();
+    }
+    cluster.start_master();
+    cluster.wait_for_agents(1);
+    let agent = agent_json(&cluster);
+    assert_eq!(
+        agent["reserved_resources"]["ops"]["cpus"],
+        json!(1.0),
+        "{agent}"
+    );
+    assert!(
+        agent["reserved_resources_full"]["ops"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|r| r["disk"]["persistence"]["id"] == "pv-op")),
+        "{agent}"
+    );
+    assert!(volume_dir.join("kept").exists(), "volume data survived");
+
+    // Destroy an unknown volume: 400. Destroy the listed one as it is: 202.
+    let destroy = |v: &str| {
+        post_form(
+            &format!("{master}/master/destroy-volumes"),
+            &[("slaveId", &agent_id), ("volumes", v)],
+            Some(&auth),
+        )
+    };
+    let (got, body) = destroy(&json!([volume("nope", 64.0, "ops", op)]).to_string());
+    assert_eq!(
+        (got, body.contains("Persistent volumes not found")),
+        (400, true),
+        "{body}"
+    );
+    let (got, body) = destroy(&Value::Array(listed_volume).to_string());
+    assert_eq!(got, 202, "{body}");
+    wait_until(Duration::from_secs(10), "volume directory removed", || {
+        !volume_dir.exists()
+    });
+    let (got, body) = post_form(
+        &format!("{master}/master/unreserve"),
+        &[("slaveId", &agent_id), ("resources", &text)],
+        Some(&auth),
+    );
+    assert_eq!(got, 202, "{body}");
+    let agent = agent_json(&cluster);
+    assert_eq!(agent["reserved_resources_full"], json!({}), "{agent}");
+    assert_eq!(agent["unreserved_resources"]["cpus"], json!(4.0), "{agent}");
+    assert_eq!(
+        agent["unreserved_resources"]["disk"],
+        json!(10000.0),
+        "{agent}"
+    );
+}

@@ -123,6 +123,9 @@ actions! {
     DrainAgents => "drain_agents", "agents", AnyOnly;
     DeactivateAgents => "deactivate_agents", "agents", AnyOnly;
     ReactivateAgents => "reactivate_agents", "agents", AnyOnly;
+    // Not in Mesos: launching a task or executor that uses a persistent
+    // volume created by one of `creator_principals`.
+    UseVolumes => "use_volumes", "creator_principals", Plain;
 }
 
 /// Paths Mesos accepts in a `get_endpoints` `SOME` entry
@@ -219,7 +222,7 @@ mod tests {
 
     #[test]
     fn every_action_round_trips_through_its_json_key() {
-        assert_eq!(Action::ALL.len(), 54);
+        assert_eq!(Action::ALL.len(), 55);
         for a in Action::ALL {
             assert_eq!(a.as_str().parse::<Action>(), Ok(*a));
         }

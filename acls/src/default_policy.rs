@@ -46,6 +46,24 @@ pub const RULE_OWN_FRAMEWORKS: &str = "own-frameworks";
 pub const RULE_NOT_OWN_FRAMEWORK: &str = "not-own-framework";
 /// Name of the rule denying everything else.
 pub const RULE_DENY: &str = "deny-by-default";
+/// `reserve_resources` and `create_volumes` in the principal's own role
+/// namespace (its name and the roles below it).
+pub const RULE_RESERVE_OWN_NAMESPACE: &str = "reserve-in-own-namespace";
+/// `reserve_resources` and `create_volumes` in any other role.
+pub const RULE_RESERVE_OTHER_ROLE: &str = "reserve-other-role";
+/// Unreserving, destroying, resizing and using the principal's own
+/// reservations and volumes.
+pub const RULE_OWN_RESOURCES: &str = "own-reservations-and-volumes";
+/// The same actions on another principal's reservations and volumes.
+pub const RULE_NOT_OWN_RESOURCES: &str = "not-own-reservation-or-volume";
+
+/// Actions on a reservation or volume that its creator may always take.
+pub const RESOURCE_OWNER_ACTIONS: &[Action] = &[
+    Action::UnreserveResources,
+    Action::DestroyVolumes,
+    Action::ResizeVolumes,
+    Action::UseVolumes,
+];
 
 /// The actions a framework's own principal is granted on it.
 pub const OWNER_ACTIONS: &[Action] = &[
@@ -80,6 +98,20 @@ impl Authorizer for DefaultAuthorizer {
                 Decision::new(true, Rule::Default(RULE_NON_ROOT))
             }
             (Action::RunTasks, _) => Decision::new(false, Rule::Default(RULE_ROOT)),
+            (Action::ReserveResources | Action::CreateVolumes, Object::Value(role)) => {
+                match request.subject {
+                    Some(p) if in_namespace(p, role) => {
+                        Decision::new(true, Rule::Default(RULE_RESERVE_OWN_NAMESPACE))
+                    }
+                    _ => Decision::new(false, Rule::Default(RULE_RESERVE_OTHER_ROLE)),
+                }
+            }
+            (Action::ReserveResources | Action::CreateVolumes, Object::Any) => {
+                Decision::new(false, Rule::Default(RULE_RESERVE_OTHER_ROLE))
+            }
+            (action, _) if RESOURCE_OWNER_ACTIONS.contains(&action) => {
+                Decision::new(false, Rule::Default(RULE_NOT_OWN_RESOURCES))
+            }
             (action, _) if OWNER_ACTIONS.contains(&action) => {
                 Decision::new(false, Rule::Default(RULE_NOT_OWN_FRAMEWORK))
             }
@@ -95,6 +127,13 @@ impl Authorizer for DefaultAuthorizer {
                     && OWNER_ACTIONS.contains(&request.action) =>
             {
                 Decision::new(true, Rule::Default(RULE_OWN_FRAMEWORKS))
+            }
+            (Some(subject), Some(owner))
+                if !subject.is_empty()
+                    && subject == owner
+                    && RESOURCE_OWNER_ACTIONS.contains(&request.action) =>
+            {
+                Decision::new(true, Rule::Default(RULE_OWN_RESOURCES))
             }
             _ => self.authorize(request),
         }
@@ -162,6 +201,47 @@ mod tests {
         assert!(ask(rf, None, Object::Value("*")).is_allowed());
         assert!(!ask(rf, None, Object::Value("alice")).is_allowed());
         assert!(!ask(rf, Some(""), Object::Value("/x")).is_allowed());
+    }
+
+    #[test]
+    fn a_principal_reserves_in_its_namespace_and_manages_only_its_own_volumes() {
+        for role in ["alice", "alice/db"] {
+            for action in [Action::ReserveResources, Action::CreateVolumes] {
+                assert!(ask(action, Some("alice"), Object::Value(role)).is_allowed());
+            }
+        }
+        assert_eq!(
+            ask(
+                Action::ReserveResources,
+                Some("alice"),
+                Object::Value("bob")
+            )
+            .rule,
+            Rule::Default(RULE_RESERVE_OTHER_ROLE)
+        );
+        for action in RESOURCE_OWNER_ACTIONS {
+            let own = DefaultAuthorizer.authorize_owned(
+                &Request {
+                    action: *action,
+                    subject: Some("alice"),
+                    object: Object::Value("alice"),
+                },
+                Some("alice"),
+            );
+            assert_eq!(own, Decision::new(true, Rule::Default(RULE_OWN_RESOURCES)));
+            let other = DefaultAuthorizer.authorize_owned(
+                &Request {
+                    action: *action,
+                    subject: Some("bob"),
+                    object: Object::Value("alice"),
+                },
+                Some("alice"),
+            );
+            assert_eq!(
+                other,
+                Decision::new(false, Rule::Default(RULE_NOT_OWN_RESOURCES))
+            );
+        }
     }
 
     #[test]

@@ -28,8 +28,10 @@ pub use crate::acls::{Acl, Acls, Entity, EntityType, Parsed};
 pub use crate::action::{Action, ObjectKind, UnknownAction, AUTHORIZABLE_ENDPOINTS};
 pub use crate::casbin::{policy_lines, CasbinAuthorizer, DEFAULT_CACHE_CAPACITY, MODEL};
 pub use crate::default_policy::{
-    DefaultAuthorizer, OWNER_ACTIONS, RULE_DEFAULT_ROLE, RULE_DENY, RULE_NON_ROOT,
-    RULE_NOT_OWN_FRAMEWORK, RULE_OTHER_ROLE, RULE_OWN_FRAMEWORKS, RULE_OWN_NAMESPACE, RULE_ROOT,
+    DefaultAuthorizer, OWNER_ACTIONS, RESOURCE_OWNER_ACTIONS, RULE_DEFAULT_ROLE, RULE_DENY,
+    RULE_NON_ROOT, RULE_NOT_OWN_FRAMEWORK, RULE_NOT_OWN_RESOURCES, RULE_OTHER_ROLE,
+    RULE_OWN_FRAMEWORKS, RULE_OWN_NAMESPACE, RULE_OWN_RESOURCES, RULE_RESERVE_OTHER_ROLE,
+    RULE_RESERVE_OWN_NAMESPACE, RULE_ROOT,
 };
 pub use crate::error::{AclsError, EntryAt};
 pub use crate::eval::{

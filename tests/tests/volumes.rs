@@ -257,6 +257,38 @@ fn operator_endpoints_reserve_create_survive_a_master_kill_then_destroy_and_unre
     assert_eq!(got, 400, "{body}");
     assert!(body.contains("cannot be unreserved directly"), "{body}");
 
+    // Another principal may not destroy or resize it, even with
+    // "permissive": true; the refusal names the rule and the ACL to add.
+    let framework_auth = mesos_tests::framework_auth();
+    let (got, body) = post_form(
+        &format!("{master}/master/destroy-volumes"),
+        &[
+            ("slaveId", &agent_id),
+            ("volumes", &Value::Array(listed_volume.clone()).to_string()),
+        ],
+        Some(&framework_auth),
+    );
+    assert_eq!(got, 403, "{body}");
+    assert!(body.contains("volumes belong to their creator"), "{body}");
+    assert!(
+        body.contains(r#""creator_principals":{"values":["test-operator"]}"#),
+        "{body}"
+    );
+    let grow = json!({"type": "GROW_VOLUME", "grow_volume": {
+        "agent_id": {"value": agent_id},
+        "volume": listed_volume[0],
+        "addition": reserved("disk", 1.0, "ops", op)}});
+    let response = reqwest::blocking::Client::new()
+        .post(format!("{master}/api/v1"))
+        .header("Authorization", &framework_auth)
+        .header("Content-Type", "application/json")
+        .header("Accept", "application/json")
+        .body(grow.to_string())
+        .send()
+        .expect("GROW_VOLUME");
+    assert_eq!(response.status().as_u16(), 403);
+    assert!(volume_dir.join("kept").exists(), "refusals touched nothing");
+
     // kill -9 the master: the registry restores the reservation and volume.
     if let Some(mut m) = cluster.master.take() {
         m.kill();

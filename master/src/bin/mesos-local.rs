@@ -228,6 +228,14 @@ fn ensure_acls(work_dir: &std::path::Path) -> std::io::Result<PathBuf> {
             | Action::ViewExecutors
             | Action::AccessSandboxes => Some(json!({ "values": run_as })),
             Action::TeardownFrameworks => Some(json!({ "values": ["framework"] })),
+            // Reservations and volumes in its own roles, and only its own
+            // ones to undo, resize or use.
+            Action::ReserveResources | Action::CreateVolumes | Action::ResizeVolumes => {
+                Some(json!({ "values": ["framework", "framework/%"] }))
+            }
+            Action::UnreserveResources | Action::DestroyVolumes | Action::UseVolumes => {
+                Some(json!({ "values": ["framework"] }))
+            }
             _ => None,
         };
         if let Some(object) = framework {

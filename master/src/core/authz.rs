@@ -171,6 +171,79 @@ impl Authz {
         Ok(())
     }
 
+    /// `destroy_volumes`, `resize_volumes` or `use_volumes` on a volume
+    /// created by `creator` (`object` is what the ACL entries match: the
+    /// creator, or the role for `resize_volumes`). The creator always may.
+    /// Anyone else needs an ACL entry (or a rule of the secure default)
+    /// that allows it: `"permissive": true` does not hand one principal's
+    /// volumes to another. `audit`: false for the offer filter, which asks
+    /// on every allocation.
+    pub fn check_volume(
+        &self,
+        action: Action,
+        subject: Option<&str>,
+        object: Object,
+        creator: Option<&str>,
+        audit: bool,
+    ) -> Result<(), Denied> {
+        let Some(authorizer) = &self.authorizer else {
+            return Ok(());
+        };
+        let request = Request {
+            action,
+            subject,
+            object,
+        };
+        let mut decision = authorizer.authorize_owned(&request, creator);
+        let is_creator =
+            matches!((subject, creator), (Some(s), Some(c)) if !s.is_empty() && s == c);
+        if is_creator {
+            decision = Decision {
+                outcome: mesos_acls::Outcome::Allowed,
+                rule: mesos_acls::Rule::Default(mesos_acls::RULE_OWN_RESOURCES),
+            };
+        }
+        let permissive_only = matches!(
+            decision.rule,
+            mesos_acls::Rule::NoMatch { permissive: true }
+        );
+        if decision.is_allowed() && permissive_only && creator.is_some() {
+            let creator = creator.unwrap_or_default();
+            let who = subject.map_or("an unauthenticated request".to_string(), |p| {
+                format!("principal '{p}'")
+            });
+            let explanation = format!(
+                r#"{who} denied to {action} on a volume created by '{creator}': volumes belong to their creator, and "permissive" does not extend to another principal's volumes; to allow it, add {{"principals":{{"values":["{}"]}},"{}":{{"values":["{}"]}}}} to "{action}""#,
+                subject.unwrap_or_default(),
+                action.object_key(),
+                match object {
+                    Object::Value(v) => v,
+                    Object::Any => creator,
+                },
+            );
+            if audit {
+                self.audit.record_authorization(&AuthzEvent {
+                    principal: subject,
+                    action: action.as_str(),
+                    object: Some(creator),
+                    outcome: AuditOutcome::Failure,
+                    rule: "volume-owner-only",
+                    reason: Some(&explanation),
+                });
+            }
+            return Err(Denied { explanation });
+        }
+        if audit {
+            self.decided(&request, decision)
+        } else if decision.is_allowed() {
+            Ok(())
+        } else {
+            Err(Denied {
+                explanation: decision.explain(&request),
+            })
+        }
+    }
+
     /// `run_tasks` as `user` (Mesos: the task's command user, else the
     /// executor's, else the framework's).
     pub fn run_task(&self, principal: Option<&str>, user: &str) -> Result<(), Denied> {

@@ -391,7 +391,7 @@ impl Master {
         let allocations = self.allocator.allocate(now);
         let mut by_framework: HashMap<String, Vec<mesos_proto::v1::Offer>> = HashMap::new();
         for allocation in allocations {
-            let (Some(framework), Some(agent)) = (
+            let (Some(framework), Some(_)) = (
                 self.frameworks.get(&allocation.framework_id),
                 self.agents.get(&allocation.agent_id),
             ) else {
@@ -403,6 +403,29 @@ impl Master {
                     None,
                     now,
                 );
+                continue;
+            };
+            // A framework is offered only the volumes its principal may use.
+            let principal = framework.principal.clone();
+            let hidden = allocation.resources.filter(|r| {
+                mesos_common::conversions::is_persistent_volume(r)
+                    && self.may_use_volume(principal.as_deref(), r, false).is_err()
+            });
+            let mut allocation = allocation;
+            if !hidden.is_empty() {
+                allocation.resources -= &hidden;
+                self.allocator.recover_resources(
+                    &allocation.framework_id,
+                    &allocation.agent_id,
+                    &hidden,
+                    None,
+                    now,
+                );
+                if allocation.resources.is_empty() {
+                    continue;
+                }
+            }
+            let Some(agent) = self.agents.get(&allocation.agent_id) else {
                 continue;
             };
             let offer_id = format!("{}-O{}", self.info.id, self.next_offer);

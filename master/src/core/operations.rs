@@ -620,11 +620,58 @@ impl Master {
                 "" => Object::Any,
                 value => Object::Value(value),
             };
-            self.config
-                .authz
-                .check_owned(action, principal, object, owner.as_deref())?;
+            match action {
+                Action::DestroyVolumes | Action::ResizeVolumes => self.config.authz.check_volume(
+                    action,
+                    principal,
+                    object,
+                    owner.as_deref(),
+                    true,
+                )?,
+                _ => self
+                    .config
+                    .authz
+                    .check_owned(action, principal, object, owner.as_deref())?,
+            }
         }
         Ok(())
+    }
+
+    /// Why `principal` may not launch `task_id` with `resources`: the first
+    /// persistent volume among them it may not use, with the rule.
+    pub(crate) fn volume_denial<'r>(
+        &self,
+        principal: Option<&str>,
+        task_id: &str,
+        resources: impl Iterator<Item = &'r Resource>,
+    ) -> Option<String> {
+        resources
+            .filter(|r| conversions::is_persistent_volume(r))
+            .find_map(|v| {
+                self.may_use_volume(principal, v, true).err().map(|denied| {
+                    format!(
+                        "Principal '{}' is not authorized to use persistent volume '{}' in task {task_id}: {}",
+                        principal.unwrap_or(""),
+                        persistence_id(v).unwrap_or_default(),
+                        denied.explanation
+                    )
+                })
+            })
+    }
+
+    /// Whether `principal` may launch tasks on the volume `volume`
+    /// (`use_volumes` on its creator).
+    pub(crate) fn may_use_volume(
+        &self,
+        principal: Option<&str>,
+        volume: &Resource,
+        audit: bool,
+    ) -> Result<(), Denied> {
+        let creator = persistence_principal(volume);
+        let object = creator.map_or(Object::Any, Object::Value);
+        self.config
+            .authz
+            .check_volume(Action::UseVolumes, principal, object, creator, audit)
     }
 
     /// An operator's RESERVE, UNRESERVE, CREATE, DESTROY, GROW_VOLUME or

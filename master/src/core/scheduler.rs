@@ -905,6 +905,25 @@ impl Master {
                 )));
                 return;
             }
+            if let Some(message) = self.volume_denial(
+                principal.as_deref(),
+                &task_id,
+                task.resources
+                    .iter()
+                    .chain(task.executor.iter().flat_map(|e| e.resources.iter())),
+            ) {
+                self.counters.tasks_error += 1;
+                if let Some(framework) = self.frameworks.get(framework_id) {
+                    framework.send(&update_event(master_status(
+                        &task_id,
+                        Some(agent_id),
+                        TaskState::TaskError,
+                        Reason::TaskUnauthorized,
+                        message,
+                    )));
+                }
+                return;
+            }
         }
         // Validation converts the task's resources once (allocation info
         // injected); the launched task carries that conversion.
@@ -1064,6 +1083,26 @@ impl Master {
                             .map(|denied| (task.task_id.value.clone(), user, denied))
                     })
             });
+            let volume_denial = tasks.iter().find_map(|task| {
+                self.volume_denial(
+                    principal.as_deref(),
+                    &task.task_id.value,
+                    task.resources.iter().chain(executor.resources.iter()),
+                )
+            });
+            if let Some(message) = volume_denial {
+                for task in &tasks {
+                    framework.send(&update_event(master_status(
+                        &task.task_id.value,
+                        Some(agent_id),
+                        TaskState::TaskError,
+                        Reason::TaskGroupUnauthorized,
+                        message.clone(),
+                    )));
+                }
+                self.counters.tasks_error += tasks.len() as u64;
+                return;
+            }
             if let Some((task_id, user, denied)) = denial {
                 let message = format!(
                     "Principal '{}' no authorized to launch task {task_id} of framework {framework_id} under user '{user}': {}",

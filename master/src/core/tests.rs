@@ -1319,3 +1319,159 @@ fn calls_from_another_principal_than_the_framework_registered_with_are_400() {
         .scheduler_call_as(call, Some(&stream_id), Some("alice"), now)
         .expect("the registered principal may call");
 }
+
+/// A master whose ACLs are `{"permissive": true}`, one agent, and a volume
+/// `pv` in role `dev` created by `alice` through the operator path.
+fn master_with_alices_volume(now: Instant) -> (Master, String) {
+    let acls = mesos_acls::Acls::parse(r#"{"permissive": true}"#)
+        .expect("ACLs")
+        .acls;
+    let mut config = config();
+    config.authz = super::authz::Authz::new(
+        Some(std::sync::Arc::new(mesos_acls::DirectAuthorizer::new(acls))),
+        mesos_common::auth::audit::AuditLog::disabled(),
+    );
+    let mut master = Master::new(config, Box::new(InMemoryRegistry::default())).expect("master");
+    let mut info = agent_info(1);
+    info.resources.push(scalar("disk", 1000.0));
+    deliver(
+        &mut master,
+        &agent_pid(1),
+        &msg::RegisterSlaveMessage {
+            slave: info,
+            version: Some("1.12.0".into()),
+            ..Default::default()
+        },
+        now,
+    );
+    let registered = sent::<msg::SlaveRegisteredMessage>(&master.take_effects(), &agent_pid(1));
+    let agent_id = registered[0].slave_id.value.clone();
+    let mut disk = scalar("disk", 100.0);
+    disk.reservations.push(v1::resource::ReservationInfo {
+        r#type: Some(v1::resource::reservation_info::Type::Dynamic as i32),
+        role: Some("dev".into()),
+        principal: Some("alice".into()),
+        labels: None,
+    });
+    let mut volume = disk.clone();
+    volume.disk = Some(Box::new(v1::resource::DiskInfo {
+        persistence: Some(v1::resource::disk_info::Persistence {
+            id: "pv".into(),
+            principal: Some("alice".into()),
+        }),
+        volume: Some(v1::Volume {
+            container_path: "data".into(),
+            mode: v1::volume::Mode::Rw as i32,
+            ..Default::default()
+        }),
+        source: None,
+    }));
+    let reserve = v1::offer::Operation {
+        r#type: Some(operation::Type::Reserve as i32),
+        reserve: Some(operation::Reserve {
+            resources: vec![disk],
+            source: vec![],
+        }),
+        ..Default::default()
+    };
+    let create = v1::offer::Operation {
+        r#type: Some(operation::Type::Create as i32),
+        create: Some(operation::Create {
+            volumes: vec![volume],
+        }),
+        ..Default::default()
+    };
+    for op in [reserve, create] {
+        let durable = master
+            .operator_operation(&agent_id, op, Some("alice"), now)
+            .unwrap_or_else(|e| panic!("operation refused: {e:?}"));
+        master.commit();
+        assert!(
+            durable.blocking_recv().is_ok(),
+            "acknowledged after the flush"
+        );
+    }
+    let sent = sent::<msg::CheckpointResourcesMessage>(&master.take_effects(), &agent_pid(1));
+    assert_eq!(sent.len(), 2, "the agent hears of each change");
+    assert_eq!(
+        sent[1].resources.len(),
+        1,
+        "one volume, nothing else dynamic"
+    );
+    (master, agent_id)
+}
+
+fn dev_framework(master: &mut Master, principal: &str, now: Instant) -> Fw {
+    let mut info = framework_info(principal);
+    info.role = Some("dev".into());
+    info.principal = Some(principal.into());
+    let sub = master.subscribe_as(
+        subscribe_call(info),
+        ContentType::Json,
+        Some(principal.into()),
+        now,
+    );
+    let id = sub.framework_id.clone().expect("subscribed");
+    let mut fw = Fw { id, sub };
+    fw.events();
+    fw
+}
+
+fn has_volume(offer: &Value) -> bool {
+    offer["resources"]
+        .as_array()
+        .is_some_and(|rs| rs.iter().any(|r| r["disk"]["persistence"]["id"] == "pv"))
+}
+
+#[test]
+fn a_volume_is_offered_only_to_frameworks_whose_principal_may_use_it() {
+    let now = Instant::now();
+    let (mut master, _) = master_with_alices_volume(now);
+    let mut bob = dev_framework(&mut master, "bob", now);
+    master.allocate(now);
+    let offers = offers_in(&bob.events());
+    assert_eq!(offers.len(), 1, "bob gets the agent");
+    assert!(
+        !has_volume(&offers[0]),
+        "but not alice's volume: {}",
+        offers[0]
+    );
+    let mut alice = dev_framework(&mut master, "alice", now);
+    master.allocate(now + Duration::from_secs(1));
+    let offers = offers_in(&alice.events());
+    assert_eq!(
+        offers.len(),
+        1,
+        "alice is offered what bob was not: {offers:?}"
+    );
+    assert!(has_volume(&offers[0]), "{}", offers[0]);
+}
+
+#[test]
+fn launching_with_another_principals_volume_is_task_unauthorized_with_the_rule() {
+    let now = Instant::now();
+    let (mut master, agent_id) = master_with_alices_volume(now);
+    let mut bob = dev_framework(&mut master, "bob", now);
+    master.allocate(now);
+    let offer = offers_in(&bob.events()).remove(0);
+    let mut t = task("t1", &agent_id, 0.1, 16.0);
+    let volume = master
+        .checkpointed_resources(&agent_id)
+        .into_vec()
+        .remove(0);
+    t.resources.push(volume);
+    bob.call(
+        &mut master,
+        call::Type::Accept,
+        now,
+        accept(vec![offer_id(&offer)], vec![launch(vec![t])]),
+    );
+    let updates = updates_in(&bob.events());
+    assert_eq!(updates.len(), 1, "{updates:?}");
+    let status = &updates[0];
+    assert_eq!(status["state"], "TASK_ERROR", "{status}");
+    assert_eq!(status["reason"], "REASON_TASK_UNAUTHORIZED", "{status}");
+    let message = status["message"].as_str().unwrap_or_default();
+    assert!(message.contains("persistent volume 'pv'"), "{message}");
+    assert!(message.contains("to \"use_volumes\""), "{message}");
+}

@@ -1506,6 +1506,35 @@ pub fn to_state_json(resources: &Resources) -> serde_json::Value {
     serde_json::Value::Object(object)
 }
 
+/// The `resources`/`volumes` parameter of the operator endpoints
+/// (`/master/reserve`, ...): a JSON array of `Resource` objects in protobuf
+/// JSON, each validated on its own so the error names the bad one. `key`
+/// names the parameter in errors.
+pub fn parse_resource_array(key: &str, text: &str) -> Result<Vec<Resource>, String> {
+    let prefix = format!("Error in parsing '{key}' query parameter in the request body");
+    let value: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| format!("{prefix}: {e}"))?;
+    let serde_json::Value::Array(items) = value else {
+        return Err(format!("{prefix}: expected a JSON array of resources"));
+    };
+    if items.len() > MAX_ENTRIES {
+        return Err(format!(
+            "{prefix}: {} resources given, at most {} are accepted",
+            items.len(),
+            MAX_ENTRIES
+        ));
+    }
+    let mut out = Vec::with_capacity(items.len());
+    for (i, item) in items.into_iter().enumerate() {
+        let resource: Resource = mesos_proto::json::from_value(item)
+            .map_err(|e| format!("{prefix}: resource {i}: {e}"))?;
+        Resources::new(vec![resource.clone()])
+            .map_err(|e| format!("Resource {i} is invalid: {e}"))?;
+        out.push(resource);
+    }
+    Ok(out)
+}
+
 /// Resources as Mesos's `*_full` fields show them: an array of `Resource`
 /// objects in protobuf JSON (reservations stack, disk info and all), which
 /// can be sent back to the operator endpoints as they are.

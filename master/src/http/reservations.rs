@@ -10,7 +10,6 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use http::StatusCode;
 use mesos_proto::v1::offer::{operation, Operation};
-use mesos_proto::v1::Resource;
 
 use super::AppState;
 use crate::authn::Principal;
@@ -53,12 +52,12 @@ fn parse(endpoint: Endpoint, body: &[u8]) -> Result<(String, Operation), String>
     let text = get(key).ok_or(format!(
         "Missing '{key}' query parameter in the request body"
     ))?;
-    let resources = parse_resources(key, text)?;
+    let resources = mesos_common::resources::parse_resource_array(key, text)?;
     let mut op = Operation::default();
     match endpoint {
         Endpoint::Reserve => {
             let source = match get("source") {
-                Some(text) => parse_resources("source", text)?,
+                Some(text) => mesos_common::resources::parse_resource_array("source", text)?,
                 None => Vec::new(),
             };
             op.r#type = Some(operation::Type::Reserve as i32);
@@ -78,33 +77,6 @@ fn parse(endpoint: Endpoint, body: &[u8]) -> Result<(String, Operation), String>
         }
     }
     Ok((agent_id, op))
-}
-
-/// A JSON array of `Resource` objects, each checked on its own so the
-/// error names the bad one.
-pub(crate) fn parse_resources(key: &str, text: &str) -> Result<Vec<Resource>, String> {
-    let prefix = format!("Error in parsing '{key}' query parameter in the request body");
-    let value: serde_json::Value =
-        serde_json::from_str(text).map_err(|e| format!("{prefix}: {e}"))?;
-    let serde_json::Value::Array(items) = value else {
-        return Err(format!("{prefix}: expected a JSON array of resources"));
-    };
-    if items.len() > mesos_common::resources::MAX_ENTRIES {
-        return Err(format!(
-            "{prefix}: {} resources given, at most {} are accepted",
-            items.len(),
-            mesos_common::resources::MAX_ENTRIES
-        ));
-    }
-    let mut out = Vec::with_capacity(items.len());
-    for (i, item) in items.into_iter().enumerate() {
-        let resource: Resource = mesos_proto::json::from_value(item)
-            .map_err(|e| format!("{prefix}: resource {i}: {e}"))?;
-        mesos_common::resources::Resources::new(vec![resource.clone()])
-            .map_err(|e| format!("Resource {i} is invalid: {e}"))?;
-        out.push(resource);
-    }
-    Ok(out)
 }
 
 /// Runs an operator operation and waits for the registry flush.

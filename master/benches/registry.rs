@@ -1,4 +1,5 @@
-//! Registry benchmarks: what a reservation or volume change costs before
+//! Registry benchmarks, for the redb (default) and sled backends: what a
+//! reservation or volume change costs before
 //! it may be acknowledged, against the raw baseline of the same bytes
 //! written and `fdatasync`ed to a plain file in the same directory, in the
 //! same run.
@@ -21,7 +22,7 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use criterion::Criterion;
-use mesos_master::registry::{Registry, SledRegistry};
+use mesos_master::registry::{RedbRegistry, Registry, SledRegistry};
 use mesos_proto::v1::resource::disk_info::Persistence;
 use mesos_proto::v1::resource::{reservation_info, DiskInfo, ReservationInfo};
 use mesos_proto::v1::{self as v1, AgentId, AgentInfo, Resource};
@@ -90,136 +91,154 @@ fn percentiles(mut samples: Vec<Duration>) -> (Duration, Duration) {
     (at(0.50), at(0.99))
 }
 
+type Open = fn(&std::path::Path) -> Box<dyn Registry>;
+
+fn open_redb(dir: &std::path::Path) -> Box<dyn Registry> {
+    Box::new(RedbRegistry::open(dir).expect("redb registry"))
+}
+
+fn open_sled(dir: &std::path::Path) -> Box<dyn Registry> {
+    Box::new(SledRegistry::open(dir).expect("sled registry"))
+}
+
 fn main() {
     let mut criterion = Criterion::default()
         .configure_from_args()
         .sample_size(20)
         .measurement_time(Duration::from_secs(5));
+    let quiet = std::env::args().any(|a| a == "--test" || a == "--list");
     let dir = tempfile::tempdir().expect("tempdir");
     let record = agent_resources(0, 5);
     let len = encoded_len(&record);
     let mut raw = RawFile::open(dir.path(), len);
-    let mut registry = SledRegistry::open(&dir.path().join("mutations")).expect("registry");
-    let mut n = 0usize;
-
     let mut group = criterion.benchmark_group("registry");
     group.bench_function("raw_fsync", |b| b.iter(|| raw.write()));
-    group.bench_function("mutation", |b| {
-        b.iter(|| {
-            n += 1;
+    group.finish();
+    let mut summary = Vec::new();
+    for (name, open) in [("redb", open_redb as Open), ("sled", open_sled as Open)] {
+        let mut registry = open(&dir.path().join(format!("{name}-mutations")));
+        let mut n = 0usize;
+        let mut group = criterion.benchmark_group(format!("registry/{name}"));
+        group.bench_function("mutation", |b| {
+            b.iter(|| {
+                n += 1;
+                registry
+                    .stage_resources(&format!("agent-{}", n % 1000), &record)
+                    .expect("stage");
+                registry.sync().expect("sync");
+            })
+        });
+        group.bench_function("64_one_at_a_time", |b| {
+            b.iter(|| {
+                for i in 0..64 {
+                    registry
+                        .stage_resources(&format!("agent-{i}"), &record)
+                        .expect("stage");
+                    registry.sync().expect("sync");
+                }
+            })
+        });
+        group.bench_function("64_group_commit", |b| {
+            b.iter(|| {
+                for i in 0..64 {
+                    registry
+                        .stage_resources(&format!("agent-{i}"), &record)
+                        .expect("stage");
+                }
+                registry.sync().expect("sync");
+            })
+        });
+        group.finish();
+
+        // 10,000 agents with 5 volumes each, loaded from disk.
+        let big = dir.path().join(format!("{name}-big"));
+        {
+            let mut r = open(&big);
+            for a in 0..10_000 {
+                let info = AgentInfo {
+                    hostname: format!("agent-{a}"),
+                    id: Some(AgentId {
+                        value: format!("agent-{a}"),
+                    }),
+                    ..Default::default()
+                };
+                r.admit_agent(&info, 1.0).expect("admit");
+                r.stage_resources(&format!("agent-{a}"), &agent_resources(a, 5))
+                    .expect("stage");
+                if a % 1000 == 999 {
+                    r.sync().expect("sync");
+                }
+            }
+            r.sync().expect("sync");
+        }
+        let mut group = criterion.benchmark_group(format!("registry/{name}"));
+        group.sample_size(10);
+        group.bench_function("load_10k_agents_50k_volumes", |b| {
+            b.iter(|| {
+                let mut r = open(&big);
+                let recovered = r.recover().expect("recover");
+                let volumes: usize = recovered
+                    .resources
+                    .into_values()
+                    .map(|list| {
+                        mesos_common::resources::Resources::new(list)
+                            .expect("valid")
+                            .len()
+                    })
+                    .sum();
+                assert_eq!(volumes, 50_000);
+                black_box(recovered.agents.len())
+            })
+        });
+        group.finish();
+        if quiet {
+            continue;
+        }
+        let mut raw_samples = Vec::with_capacity(2000);
+        let mut samples = Vec::with_capacity(2000);
+        for i in 0..2000 {
+            let t = Instant::now();
+            raw.write();
+            raw_samples.push(t.elapsed());
+            let t = Instant::now();
             registry
-                .stage_resources(&format!("agent-{}", n % 1000), &record)
+                .stage_resources(&format!("agent-{}", i % 1000), &record)
                 .expect("stage");
             registry.sync().expect("sync");
-        })
-    });
-    group.bench_function("64_one_at_a_time", |b| {
-        b.iter(|| {
+            samples.push(t.elapsed());
+        }
+        let (raw50, raw99) = percentiles(raw_samples);
+        let (s50, s99) = percentiles(samples);
+        let t = Instant::now();
+        for _ in 0..20 {
             for i in 0..64 {
                 registry
                     .stage_resources(&format!("agent-{i}"), &record)
                     .expect("stage");
                 registry.sync().expect("sync");
             }
-        })
-    });
-    group.bench_function("64_group_commit", |b| {
-        b.iter(|| {
+        }
+        let one = t.elapsed();
+        let t = Instant::now();
+        for _ in 0..20 {
             for i in 0..64 {
                 registry
                     .stage_resources(&format!("agent-{i}"), &record)
                     .expect("stage");
             }
             registry.sync().expect("sync");
-        })
-    });
-    group.finish();
-
-    // 10,000 agents with 5 volumes each, loaded from disk.
-    let big = dir.path().join("big");
-    {
-        let mut r = SledRegistry::open(&big).expect("registry");
-        for a in 0..10_000 {
-            let info = AgentInfo {
-                hostname: format!("agent-{a}"),
-                id: Some(AgentId {
-                    value: format!("agent-{a}"),
-                }),
-                ..Default::default()
-            };
-            r.admit_agent(&info, 1.0).expect("admit");
-            r.stage_resources(&format!("agent-{a}"), &agent_resources(a, 5))
-                .expect("stage");
         }
-        r.sync().expect("sync");
+        let grouped = t.elapsed();
+        summary.push(format!(
+            "{name}: raw fsync p50 {raw50:?} p99 {raw99:?}; mutation p50 {s50:?} p99 {s99:?} \
+             (p99 {:.2}x raw p99); 64 one at a time {:?}, group commit {:?} ({:.1}x throughput)",
+            s99.as_secs_f64() / raw99.as_secs_f64(),
+            one / 20,
+            grouped / 20,
+            one.as_secs_f64() / grouped.as_secs_f64()
+        ));
     }
-    let mut group = criterion.benchmark_group("registry");
-    group.sample_size(10);
-    group.bench_function("load_10k_agents_50k_volumes", |b| {
-        b.iter(|| {
-            let mut r = SledRegistry::open(&big).expect("reopen");
-            let recovered = r.recover().expect("recover");
-            let volumes: usize = recovered
-                .resources
-                .into_values()
-                .map(|list| {
-                    mesos_common::resources::Resources::new(list)
-                        .expect("valid")
-                        .len()
-                })
-                .sum();
-            assert_eq!(volumes, 50_000);
-            black_box(recovered.agents.len())
-        })
-    });
-    group.finish();
-
-    let quiet = std::env::args().any(|a| a == "--test" || a == "--list");
-    if quiet {
-        return;
+    for line in summary {
+        eprintln!("registry summary (record {len} B) {line}");
     }
-    let mut raw_samples = Vec::with_capacity(2000);
-    let mut sled_samples = Vec::with_capacity(2000);
-    for i in 0..2000 {
-        let t = Instant::now();
-        raw.write();
-        raw_samples.push(t.elapsed());
-        let t = Instant::now();
-        registry
-            .stage_resources(&format!("agent-{}", i % 1000), &record)
-            .expect("stage");
-        registry.sync().expect("sync");
-        sled_samples.push(t.elapsed());
-    }
-    let (raw50, raw99) = percentiles(raw_samples);
-    let (s50, s99) = percentiles(sled_samples);
-    let t = Instant::now();
-    for _ in 0..20 {
-        for i in 0..64 {
-            registry
-                .stage_resources(&format!("agent-{i}"), &record)
-                .expect("stage");
-            registry.sync().expect("sync");
-        }
-    }
-    let one = t.elapsed();
-    let t = Instant::now();
-    for _ in 0..20 {
-        for i in 0..64 {
-            registry
-                .stage_resources(&format!("agent-{i}"), &record)
-                .expect("stage");
-        }
-        registry.sync().expect("sync");
-    }
-    let grouped = t.elapsed();
-    eprintln!(
-        "registry summary: record {len} B; raw fsync p50 {raw50:?} p99 {raw99:?}; \
-         mutation p50 {s50:?} p99 {s99:?} (p99 {:.2}x raw p99); \
-         64 mutations one at a time {:?}, group commit {:?} ({:.1}x throughput)",
-        s99.as_secs_f64() / raw99.as_secs_f64(),
-        one / 20,
-        grouped / 20,
-        one.as_secs_f64() / grouped.as_secs_f64()
-    );
 }

@@ -11,7 +11,11 @@ use mesos_common::flags::{bool_arg, duration_arg, format_duration};
 /// Where the registry lives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum RegistryKind {
-    /// Durable, on disk under `--work_dir` (sled).
+    /// Durable, on disk under `--work_dir`: each change is `fsync`ed
+    /// (redb, `<work_dir>/registry.redb`).
+    Redb,
+    /// On disk under `--work_dir` (sled, `<work_dir>/registry`): survives a
+    /// crash of the master, not a power loss (its flush does not `fsync`).
     Sled,
     /// Lost on restart; for tests and experiments only.
     #[value(name = "in_memory")]
@@ -47,12 +51,13 @@ pub struct Flags {
     #[arg(long, env = "MESOS_CLUSTER")]
     pub cluster: Option<String>,
 
-    /// Directory for the registry. Required with --registry=sled.
+    /// Directory for the registry. Required unless --registry=in_memory.
     #[arg(long, env = "MESOS_WORK_DIR")]
     pub work_dir: Option<PathBuf>,
 
-    /// Registry backend: `sled` (durable, default) or `in_memory`.
-    #[arg(long, env = "MESOS_REGISTRY", value_enum, default_value = "sled")]
+    /// Registry backend: `redb` (durable, default), `sled` (survives a
+    /// master crash, not a power loss) or `in_memory`.
+    #[arg(long, env = "MESOS_REGISTRY", value_enum, default_value = "redb")]
     pub registry: RegistryKind,
 
     /// Time between allocation cycles.
@@ -196,6 +201,15 @@ fn bytes_arg(text: &str) -> Result<u64, String> {
 }
 
 impl Flags {
+    /// `--registry` as written on the command line.
+    pub fn registry_name(&self) -> &'static str {
+        match self.registry {
+            RegistryKind::Redb => "redb",
+            RegistryKind::Sled => "sled",
+            RegistryKind::InMemory => "in_memory",
+        }
+    }
+
     /// Checks what clap cannot, and applies `--insecure`.
     pub fn validate(&mut self) -> Result<(), String> {
         if self.insecure {
@@ -247,8 +261,11 @@ impl Flags {
                     .into(),
             );
         }
-        if self.registry == RegistryKind::Sled && self.work_dir.is_none() {
-            return Err("--work_dir is required with --registry=sled".into());
+        if self.registry != RegistryKind::InMemory && self.work_dir.is_none() {
+            return Err(format!(
+                "--work_dir is required with --registry={}",
+                self.registry_name()
+            ));
         }
         if self.agent_ping_timeout < Duration::from_secs(1)
             || self.agent_ping_timeout > Duration::from_secs(15 * 60)
@@ -395,13 +412,7 @@ impl Flags {
         flags.extend([
             ("ip".to_string(), self.ip.to_string()),
             ("port".into(), self.port.to_string()),
-            (
-                "registry".into(),
-                match self.registry {
-                    RegistryKind::Sled => "sled".into(),
-                    RegistryKind::InMemory => "in_memory".into(),
-                },
-            ),
+            ("registry".into(), self.registry_name().into()),
             (
                 "allocation_interval".into(),
                 format_duration(self.allocation_interval),
@@ -520,7 +531,7 @@ mod tests {
         let mut flags = Flags::try_parse_from(["mesos-master", "--insecure"]).expect("parses");
         assert_eq!(
             flags.validate().expect_err("needs work_dir"),
-            "--work_dir is required with --registry=sled"
+            "--work_dir is required with --registry=redb"
         );
         let mut flags = Flags::try_parse_from([
             "mesos-master",

@@ -9,7 +9,10 @@
 //! (group commit). Each staged record is one atomic write, so a crash
 //! leaves a mutation either wholly present or absent.
 //!
-//! Backends sit behind [`Registry`]; sled is the default, in-memory is for
+//! Backends sit behind [`Registry`]: redb is the default (each commit is
+//! `fsync`ed, so an acknowledged change survives a power loss); sled is
+//! kept for existing work dirs (its flush is `sync_file_range`: it
+//! survives a crash of the master, not of the machine); in-memory is for
 //! experiments.
 
 use std::collections::BTreeMap;
@@ -223,6 +226,240 @@ impl Registry for SledRegistry {
     }
 }
 
+/// redb-backed registry in `<work_dir>/registry.redb`.
+///
+/// Staged resource records wait in memory; [`Registry::sync`] writes them
+/// in one transaction and commits it (one `fsync` for every change of a
+/// batch). Identity and admissions commit at once, taking anything staged
+/// along.
+pub struct RedbRegistry {
+    db: redb::Database,
+    /// Staged records: `Some(bytes)` to write, `None` to remove.
+    staged: BTreeMap<String, Option<Vec<u8>>>,
+}
+
+const META: redb::TableDefinition<&str, &[u8]> = redb::TableDefinition::new("meta");
+const AGENTS: redb::TableDefinition<&str, &[u8]> = redb::TableDefinition::new("agents");
+const RESOURCES: redb::TableDefinition<&str, &[u8]> = redb::TableDefinition::new("resources");
+
+fn storage(e: impl std::fmt::Display) -> RegistryError {
+    RegistryError::Storage(e.to_string())
+}
+
+/// One write to apply in a transaction.
+enum Write<'a> {
+    Master(Vec<u8>),
+    Agent(&'a str, Option<Vec<u8>>),
+}
+
+impl RedbRegistry {
+    /// Opens (or creates) the registry in `work_dir`. A work dir that
+    /// holds only a sled registry (`<work_dir>/registry`) is imported into
+    /// the new file once, so an upgrade keeps its agents and volumes.
+    pub fn open(work_dir: &Path) -> Result<Self, RegistryError> {
+        std::fs::create_dir_all(work_dir).map_err(storage)?;
+        let path = work_dir.join("registry.redb");
+        let fresh = !path.exists();
+        // A registry dropped a moment ago (a restart in the same process,
+        // or a previous master still exiting) may hold the lock briefly.
+        let mut attempts = 0;
+        let db = loop {
+            match redb::Database::create(&path) {
+                Err(redb::DatabaseError::DatabaseAlreadyOpen) if attempts < 100 => {
+                    attempts += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                other => break other.map_err(storage)?,
+            }
+        };
+        let txn = db.begin_write().map_err(storage)?;
+        for table in [META, AGENTS, RESOURCES] {
+            txn.open_table(table).map_err(storage)?;
+        }
+        txn.commit().map_err(storage)?;
+        let mut registry = Self {
+            db,
+            staged: BTreeMap::new(),
+        };
+        let sled_dir = work_dir.join("registry");
+        if fresh && sled_dir.is_dir() {
+            let old = SledRegistry::open(work_dir)?.recover()?;
+            tracing::info!(agents = old.agents.len(), volumes_agents = old.resources.len(),
+                from = %sled_dir.display(), "importing the sled registry into registry.redb");
+            registry.import(&old)?;
+        }
+        Ok(registry)
+    }
+
+    fn import(&mut self, old: &Recovered) -> Result<(), RegistryError> {
+        let mut writes = Vec::new();
+        if let Some(id) = &old.previous_master {
+            writes.push(Write::Master(
+                MasterIdentity { id: id.clone() }.encode_to_vec(),
+            ));
+        }
+        let txn = self.db.begin_write().map_err(storage)?;
+        {
+            let mut agents = txn.open_table(AGENTS).map_err(storage)?;
+            for (id, agent) in &old.agents {
+                agents
+                    .insert(id.as_str(), agent.encode_to_vec().as_slice())
+                    .map_err(storage)?;
+            }
+            let mut resources = txn.open_table(RESOURCES).map_err(storage)?;
+            for (id, list) in &old.resources {
+                let record = AgentResources {
+                    resources: list.clone(),
+                };
+                resources
+                    .insert(id.as_str(), record.encode_to_vec().as_slice())
+                    .map_err(storage)?;
+            }
+        }
+        txn.commit().map_err(storage)?;
+        self.commit(writes)
+    }
+
+    /// Writes `writes` and everything staged in one transaction and
+    /// commits it.
+    fn commit(&mut self, writes: Vec<Write<'_>>) -> Result<(), RegistryError> {
+        let txn = self.db.begin_write().map_err(storage)?;
+        {
+            let mut meta = txn.open_table(META).map_err(storage)?;
+            let mut agents = txn.open_table(AGENTS).map_err(storage)?;
+            for write in &writes {
+                match write {
+                    Write::Master(bytes) => {
+                        meta.insert("master", bytes.as_slice()).map_err(storage)?;
+                    }
+                    Write::Agent(id, Some(bytes)) => {
+                        agents.insert(*id, bytes.as_slice()).map_err(storage)?;
+                    }
+                    Write::Agent(id, None) => {
+                        agents.remove(*id).map_err(storage)?;
+                    }
+                }
+            }
+            let mut resources = txn.open_table(RESOURCES).map_err(storage)?;
+            for (id, record) in &self.staged {
+                match record {
+                    Some(bytes) => {
+                        resources
+                            .insert(id.as_str(), bytes.as_slice())
+                            .map_err(storage)?;
+                    }
+                    None => {
+                        resources.remove(id.as_str()).map_err(storage)?;
+                    }
+                }
+            }
+        }
+        txn.commit().map_err(storage)?;
+        self.staged.clear();
+        Ok(())
+    }
+}
+
+impl Registry for RedbRegistry {
+    fn recover(&mut self) -> Result<Recovered, RegistryError> {
+        use redb::ReadableTable;
+        let txn = self.db.begin_read().map_err(storage)?;
+        let meta = txn.open_table(META).map_err(storage)?;
+        let previous_master = match meta.get("master").map_err(storage)? {
+            Some(bytes) => Some(
+                MasterIdentity::decode(bytes.value())
+                    .map_err(|e| RegistryError::Corrupt {
+                        key: "master".into(),
+                        reason: e.to_string(),
+                    })?
+                    .id,
+            ),
+            None => None,
+        };
+        let mut agents = BTreeMap::new();
+        for entry in txn
+            .open_table(AGENTS)
+            .map_err(storage)?
+            .iter()
+            .map_err(storage)?
+        {
+            let (key, value) = entry.map_err(storage)?;
+            let key = key.value().to_string();
+            let agent =
+                AdmittedAgent::decode(value.value()).map_err(|e| RegistryError::Corrupt {
+                    key: format!("agents/{key}"),
+                    reason: e.to_string(),
+                })?;
+            agents.insert(key, agent);
+        }
+        let mut resources = BTreeMap::new();
+        for entry in txn
+            .open_table(RESOURCES)
+            .map_err(storage)?
+            .iter()
+            .map_err(storage)?
+        {
+            let (key, value) = entry.map_err(storage)?;
+            let key = key.value().to_string();
+            let record =
+                AgentResources::decode(value.value()).map_err(|e| RegistryError::Corrupt {
+                    key: format!("resources/{key}"),
+                    reason: e.to_string(),
+                })?;
+            resources.insert(key, record.resources);
+        }
+        Ok(Recovered {
+            previous_master,
+            agents,
+            resources,
+        })
+    }
+
+    fn set_master(&mut self, id: &str) -> Result<(), RegistryError> {
+        let record = MasterIdentity { id: id.to_string() };
+        self.commit(vec![Write::Master(record.encode_to_vec())])
+    }
+
+    fn admit_agent(&mut self, info: &AgentInfo, registered_time: f64) -> Result<(), RegistryError> {
+        let id = info
+            .id
+            .as_ref()
+            .map(|i| i.value.clone())
+            .unwrap_or_default();
+        let record = AdmittedAgent {
+            info: info.clone(),
+            registered_time: Some(registered_time),
+        };
+        self.commit(vec![Write::Agent(&id, Some(record.encode_to_vec()))])
+    }
+
+    fn remove_agent(&mut self, agent_id: &str) -> Result<(), RegistryError> {
+        self.commit(vec![Write::Agent(agent_id, None)])
+    }
+
+    fn stage_resources(
+        &mut self,
+        agent_id: &str,
+        resources: &[Resource],
+    ) -> Result<(), RegistryError> {
+        let record = (!resources.is_empty()).then(|| {
+            AgentResources {
+                resources: resources.to_vec(),
+            }
+            .encode_to_vec()
+        });
+        self.staged.insert(agent_id.to_string(), record);
+        Ok(())
+    }
+
+    fn sync(&mut self) -> Result<(), RegistryError> {
+        if self.staged.is_empty() {
+            return Ok(());
+        }
+        self.commit(Vec::new())
+    }
+}
+
 /// A registry that forgets everything on restart.
 #[derive(Debug, Default)]
 pub struct InMemoryRegistry {
@@ -336,6 +573,52 @@ mod tests {
         let recovered = r.recover().expect("recover");
         assert_eq!(recovered.resources.keys().collect::<Vec<_>>(), vec!["a1"]);
         assert_eq!(recovered.resources["a1"], vec![disk]);
+    }
+
+    #[test]
+    fn redb_registry_keeps_synced_changes_forgets_unsynced_ones_and_imports_sled() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let disk = Resource {
+            name: "disk".into(),
+            r#type: mesos_proto::v1::value::Type::Scalar as i32,
+            scalar: Some(mesos_proto::v1::value::Scalar { value: 64.0 }),
+            ..Default::default()
+        };
+        {
+            // An upgrade: a work dir with only a sled registry.
+            let mut old = SledRegistry::open(dir.path()).expect("sled");
+            old.set_master("m0").expect("write");
+            old.admit_agent(&agent("a0"), 0.5).expect("write");
+            old.stage_resources("a0", std::slice::from_ref(&disk))
+                .expect("stage");
+            old.sync().expect("sync");
+        }
+        {
+            let mut r = RedbRegistry::open(dir.path()).expect("open");
+            let imported = r.recover().expect("recover");
+            assert_eq!(imported.previous_master.as_deref(), Some("m0"));
+            assert_eq!(imported.resources["a0"], vec![disk.clone()]);
+            r.set_master("m1").expect("write");
+            r.admit_agent(&agent("a1"), 1.0).expect("write");
+            r.stage_resources("a1", std::slice::from_ref(&disk))
+                .expect("stage");
+            r.stage_resources("a0", &[]).expect("stage");
+            r.sync().expect("sync");
+            r.stage_resources("never-synced", std::slice::from_ref(&disk))
+                .expect("stage");
+        }
+        let mut r = RedbRegistry::open(dir.path()).expect("reopen");
+        let recovered = r.recover().expect("recover");
+        assert_eq!(recovered.previous_master.as_deref(), Some("m1"));
+        assert_eq!(
+            recovered.agents.keys().collect::<Vec<_>>(),
+            vec!["a0", "a1"]
+        );
+        assert_eq!(
+            recovered.resources.keys().collect::<Vec<_>>(),
+            vec!["a1"],
+            "a0's record was removed, the unsynced one never written"
+        );
     }
 
     #[test]

@@ -10,7 +10,7 @@ use mesos_common::Upid;
 use crate::authn::{Authn, Gate, Realms, Settings};
 use crate::core::{Config, Master};
 use crate::flags::{Flags, RegistryKind};
-use crate::registry::{InMemoryRegistry, Registry, SledRegistry};
+use crate::registry::{InMemoryRegistry, RedbRegistry, Registry, SledRegistry};
 
 /// Runs a master until the process is stopped.
 pub async fn run(flags: Flags) -> anyhow::Result<()> {
@@ -34,14 +34,21 @@ pub async fn run(flags: Flags) -> anyhow::Result<()> {
         reload_acls_on_sighup(casbin, value);
     }
     let registry: Box<dyn Registry> = match flags.registry {
-        RegistryKind::Sled => {
-            let dir = flags
-                .work_dir
-                .clone()
-                .context("--work_dir is required with --registry=sled")?;
+        RegistryKind::Redb | RegistryKind::Sled => {
+            let dir = flags.work_dir.clone().with_context(|| {
+                format!(
+                    "--work_dir is required with --registry={}",
+                    flags.registry_name()
+                )
+            })?;
             std::fs::create_dir_all(&dir)
                 .with_context(|| format!("creating --work_dir {}", dir.display()))?;
-            Box::new(SledRegistry::open(&dir).context("opening the registry")?)
+            if flags.registry == RegistryKind::Redb {
+                Box::new(RedbRegistry::open(&dir).context("opening the registry")?)
+            } else {
+                tracing::warn!("--registry=sled: its flush does not fsync, so a power loss can lose acknowledged changes; the default --registry=redb does not");
+                Box::new(SledRegistry::open(&dir).context("opening the registry")?)
+            }
         }
         RegistryKind::InMemory => {
             tracing::warn!("--registry=in_memory: agents admitted now are forgotten on restart");

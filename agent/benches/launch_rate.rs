@@ -299,6 +299,7 @@ impl Ours {
             limits: self.limits,
             security,
             bind_filter,
+            mounts: Vec::new(),
             namespaces,
         };
         let pid = self.launcher.launch(&spec).expect("launch");
@@ -422,6 +423,7 @@ impl Raw {
                     user: None,
                     security,
                     namespaces,
+                    mounts: Vec::new(),
                 })
                 .expect("spawn /bin/true");
             clock.lap();

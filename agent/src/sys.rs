@@ -92,6 +92,22 @@ pub struct SpawnRequest {
     pub security: ProcessSecurity,
     /// Namespaces the program starts in (`namespaces/user`, `/pid`, `/ipc`).
     pub namespaces: Namespaces,
+    /// Bind mounts in a mount namespace of its own (none: it shares the
+    /// agent's).
+    pub mounts: Vec<BindMount>,
+}
+
+/// A directory bind-mounted into the child's own mount namespace before it
+/// execs (a persistent volume at its `container_path`). `target` must
+/// exist.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BindMount {
+    /// The host directory.
+    pub source: PathBuf,
+    /// Where it appears (an absolute path, inside the sandbox).
+    pub target: PathBuf,
+    /// Remounted read-only after the bind.
+    pub read_only: bool,
 }
 
 /// A user namespace's id mapping (`/proc/<pid>/uid_map` and `gid_map`): ids
@@ -538,6 +554,66 @@ fn enter_namespaces(fds: &NamespaceFds) -> io::Result<()> {
     mount_private_proc()
 }
 
+/// `unshare(CLONE_NEWNS)` and stops mounts propagating to the host.
+/// Async-signal-safe.
+fn make_private_mount_namespace() -> io::Result<()> {
+    const ROOT: &[u8] = b"/\0";
+    // SAFETY: unshare takes a flag word; async-signal-safe.
+    if unsafe { libc::unshare(libc::CLONE_NEWNS) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: static NUL-terminated string; null pointers are allowed for
+    // the unused arguments.
+    let r = unsafe {
+        libc::mount(
+            std::ptr::null(),
+            ROOT.as_ptr().cast(),
+            std::ptr::null(),
+            libc::MS_REC | libc::MS_PRIVATE,
+            std::ptr::null(),
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Bind-mounts `source` at `target`, then remounts it read-only when asked.
+/// Async-signal-safe.
+fn bind_mount(source: &std::ffi::CStr, target: &std::ffi::CStr, read_only: bool) -> io::Result<()> {
+    // SAFETY: both are NUL-terminated strings made before the fork; null
+    // is allowed for the file system type and data.
+    let r = unsafe {
+        libc::mount(
+            source.as_ptr(),
+            target.as_ptr(),
+            std::ptr::null(),
+            libc::MS_BIND | libc::MS_REC,
+            std::ptr::null(),
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if read_only {
+        // SAFETY: as above.
+        let r = unsafe {
+            libc::mount(
+                std::ptr::null(),
+                target.as_ptr(),
+                std::ptr::null(),
+                libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_REC,
+                std::ptr::null(),
+            )
+        };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
 /// In a new mount namespace: stops mounts propagating to the host, then
 /// mounts a `/proc` for the new pid namespace.
 fn mount_private_proc() -> io::Result<()> {
@@ -576,10 +652,12 @@ fn mount_private_proc() -> io::Result<()> {
 
 /// What the child runs between fork and exec. Only async-signal-safe calls, on
 /// data that was allocated before the fork: no allocation, no locks.
+#[allow(clippy::too_many_arguments)]
 fn child_setup(
     cgroup_procs: &[RawFd],
     new_session: bool,
     namespaces: Option<&NamespaceFds>,
+    mounts: &[(std::ffi::CString, std::ffi::CString, bool)],
     creds: Option<&(libc::uid_t, libc::gid_t, Vec<libc::gid_t>)>,
     steps: &[PrivilegeStep],
     filters: &[Vec<BpfInstruction>],
@@ -599,6 +677,16 @@ fn child_setup(
     // namespace's process is created here, inside the cgroups).
     if let Some(fds) = namespaces {
         enter_namespaces(fds)?;
+    }
+    if !mounts.is_empty() {
+        // A pid namespace came with a private mount namespace; otherwise
+        // make one, so the mounts never show on the host.
+        if namespaces.is_none_or(|f| f.pid_out.is_none()) {
+            make_private_mount_namespace()?;
+        }
+        for (source, target, read_only) in mounts {
+            bind_mount(source, target, *read_only)?;
+        }
     }
     if new_session {
         // SAFETY: setsid takes no arguments and is async-signal-safe.
@@ -821,6 +909,22 @@ impl Syscalls for RealSyscalls {
         let new_session = req.new_session;
         let filters = req.security.seccomp.clone();
         let ns = req.namespaces;
+        let mounts = req
+            .mounts
+            .iter()
+            .map(|m| {
+                use std::os::unix::ffi::OsStrExt;
+                let c = |p: &Path| {
+                    std::ffi::CString::new(p.as_os_str().as_bytes()).map_err(|_| {
+                        io::Error::new(
+                            io::ErrorKind::InvalidInput,
+                            format!("mount path {} contains a NUL byte", p.display()),
+                        )
+                    })
+                };
+                Ok((c(&m.source)?, c(&m.target)?, m.read_only))
+            })
+            .collect::<io::Result<Vec<_>>>()?;
         let user_pipes = match ns.user {
             Some(_) => Some((pipe()?, pipe()?)),
             None => None,
@@ -879,6 +983,7 @@ impl Syscalls for RealSyscalls {
                     &procs,
                     new_session,
                     fds.as_ref(),
+                    &mounts,
                     creds.as_ref(),
                     &steps,
                     &filters,
@@ -1413,6 +1518,8 @@ pub mod fake {
             new_session: bool,
             /// The user it would switch to.
             user: Option<UserIds>,
+            /// Its bind mounts.
+            mounts: Vec<BindMount>,
             /// The namespaces it would get.
             namespaces: Namespaces,
         },
@@ -1616,6 +1723,7 @@ pub mod fake {
                 cgroup_procs: paths,
                 new_session: req.new_session,
                 user: req.user,
+                mounts: req.mounts,
                 namespaces: req.namespaces,
             });
             if let Some(steps) = steps {
@@ -1847,6 +1955,7 @@ mod tests {
                     ..ProcessSecurity::default()
                 },
                 namespaces: Namespaces::default(),
+                mounts: Vec::new(),
             })
             .expect("fake spawn");
         let calls = sys.calls();
@@ -2090,6 +2199,7 @@ mod tests {
                     pid: true,
                     ipc: true,
                 },
+                mounts: Vec::new(),
             })
             .expect("spawn in namespaces");
         let status = sys.wait_child(pid).expect("our child");

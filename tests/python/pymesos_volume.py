@@ -107,7 +107,10 @@ class VolumeScheduler(Scheduler):
                 self.advance(2)
                 driver.acceptOffers([offer["id"]], ops, {"refuse_seconds": 0.1})
             elif step == 2 and has_volume:
-                cmd = "echo %s > data/token" % self.args.token
+                # Prints how many mounts sit at the volume's path in the
+                # task's own mount table (1 under --launcher=linux).
+                cmd = ("echo %s > data/token && "
+                       "grep -c \" $(pwd)/data \" /proc/self/mountinfo || true") % self.args.token
                 emit({"step": "write"})
                 self.advance(3)
                 driver.acceptOffers([offer["id"]], [{"type": "LAUNCH", "launch": {

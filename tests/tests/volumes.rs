@@ -49,7 +49,19 @@ fn pymesos_reserves_creates_writes_reads_destroys_and_unreserves() {
         );
         return;
     };
-    let cluster = Cluster::start(1);
+    // As root the agent runs containers with the linux launcher, which
+    // bind-mounts volumes in the container's own mount namespace.
+    let linux = nix::unistd::geteuid().is_root();
+    if !linux {
+        eprintln!("NOTE: not root: the posix launcher links volumes instead of mounting them");
+    }
+    let mut cluster = Cluster::prepare(&[]);
+    if linux {
+        cluster.agent_args.push("--launcher=linux".into());
+    }
+    cluster.start_master();
+    cluster.add_agent();
+    cluster.wait_for_agents(1);
     let output = Command::new(&python)
         .env("MESOS_PRINCIPAL", mesos_tests::FRAMEWORK_PRINCIPAL)
         .env("MESOS_SECRET", mesos_tests::FRAMEWORK_SECRET)
@@ -102,6 +114,43 @@ fn pymesos_reserves_creates_writes_reads_destroys_and_unreserves() {
             })
             .unwrap_or_default();
         assert_eq!(states, ["OPERATION_FINISHED"], "{id}: {result}");
+    }
+    // Under the linux launcher the volume was bind-mounted in the task's
+    // own mount namespace (never on the host); under posix, linked.
+    let sandbox = std::fs::read_dir(cluster.dir.path().join("agent0/slaves"))
+        .expect("slaves dir")
+        .filter_map(Result::ok)
+        .find_map(|agent| {
+            let frameworks = agent.path().join("frameworks");
+            std::fs::read_dir(frameworks)
+                .ok()?
+                .filter_map(Result::ok)
+                .find_map(|f| {
+                    let run = f.path().join("executors/writer/runs/latest");
+                    run.exists().then_some(run)
+                })
+        })
+        .expect("the writer's sandbox");
+    let sandbox = std::fs::canonicalize(sandbox).expect("the run's directory");
+    let stdout = std::fs::read_to_string(sandbox.join("stdout")).unwrap_or_default();
+    let data = std::fs::symlink_metadata(sandbox.join("data")).expect("data in the sandbox");
+    if linux {
+        assert_eq!(
+            stdout.trim().lines().last(),
+            Some("1"),
+            "one mount at data: {stdout}"
+        );
+        assert!(data.is_dir(), "a mount point, not a link");
+        let host = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+        assert!(
+            !host.contains(&format!(" {}/data ", sandbox.display())),
+            "the bind mount leaked to the host"
+        );
+    } else {
+        assert!(
+            data.file_type().is_symlink(),
+            "posix: a link into the volume"
+        );
     }
     // The destroyed volume's directory is gone from the agent's disk, and
     // nothing is reserved any more.

@@ -894,10 +894,11 @@ impl Agent {
         } else {
             None
         };
-        self.attach_volumes(
+        let mounts = self.attach_volumes(
             &super::volumes::container_resources(executor),
             &executor.directory,
             volume_owner,
+            self.launcher.name() == "linux",
         )?;
         if !env.iter().any(|(k, _)| k == "PATH") {
             set_env(
@@ -1005,6 +1006,7 @@ impl Agent {
             security: Default::default(),
             namespaces: Default::default(),
             bind_filter: None,
+            mounts,
         })
     }
 

@@ -155,14 +155,19 @@ impl Agent {
     }
 
     /// Makes the volumes among `resources` appear in `sandbox` at their
-    /// `container_path` (a symlink to the volume's directory, as Mesos's
-    /// `filesystem/posix` isolator does), owned by `owner` when given.
+    /// `container_path`, owned by `owner` when given. With `bind` (the
+    /// linux launcher) the returned mounts bind each volume's directory
+    /// there in the container's own mount namespace, read-only where the
+    /// volume's mode says so; otherwise the path is a symlink to the
+    /// directory (Mesos's `filesystem/posix`) and nothing is returned.
     pub(crate) fn attach_volumes(
         &self,
         resources: &[Resource],
         sandbox: &Path,
         owner: Option<(nix::unistd::Uid, nix::unistd::Gid)>,
-    ) -> Result<(), String> {
+        bind: bool,
+    ) -> Result<Vec<crate::sys::BindMount>, String> {
+        let mut mounts = Vec::new();
         for r in resources
             .iter()
             .filter(|r| conversions::is_persistent_volume(r))
@@ -214,6 +219,29 @@ impl Agent {
                     )
                 })?;
             }
+            if bind {
+                let read_only = r
+                    .disk
+                    .as_ref()
+                    .and_then(|d| d.volume.as_ref())
+                    .is_some_and(|v| v.mode == v1::volume::Mode::Ro as i32);
+                std::fs::create_dir_all(&link).map_err(|e| {
+                    format!(
+                        "Failed to create the mount point {} of volume '{id}': {e}",
+                        link.display()
+                    )
+                })?;
+                if let Some((uid, gid)) = owner {
+                    nix::unistd::chown(&link, Some(uid), Some(gid))
+                        .map_err(|e| format!("Failed to chown {}: {e}", link.display()))?;
+                }
+                mounts.push(crate::sys::BindMount {
+                    source: dir,
+                    target: link,
+                    read_only,
+                });
+                continue;
+            }
             match std::fs::symlink_metadata(&link) {
                 Ok(_) => {
                     // A recovered or repeated launch in the same sandbox.
@@ -232,7 +260,7 @@ impl Agent {
                 })?,
             }
         }
-        Ok(())
+        Ok(mounts)
     }
 }
 

@@ -262,6 +262,7 @@ pub fn probe(namespaces: crate::sys::Namespaces) -> Result<(), String> {
             user: None,
             security: crate::sys::ProcessSecurity::default(),
             namespaces,
+            mounts: Vec::new(),
         })
         .map_err(|e| e.to_string())?;
     match sys.wait_child(pid) {

@@ -232,6 +232,7 @@ impl Launcher for LinuxLauncher {
             user: prepared.user,
             security: spec.security.clone(),
             namespaces: spec.namespaces,
+            mounts: spec.mounts.clone(),
         });
         let pid = match spawned {
             Ok(pid) => pid,

@@ -78,6 +78,10 @@ pub struct LaunchSpec {
     /// starts (`network/ports` with `--container_ports_enforce_at_bind`;
     /// linux launcher only).
     pub bind_filter: Option<Vec<crate::sys::EbpfInstruction>>,
+    /// Persistent volumes bind-mounted into the container's own mount
+    /// namespace (linux launcher only; the agent links them into the
+    /// sandbox instead under the posix launcher).
+    pub mounts: Vec<crate::sys::BindMount>,
 }
 
 /// Which launcher (`--launcher`).
@@ -489,6 +493,7 @@ pub(crate) mod testutil {
             security: Default::default(),
             namespaces: Default::default(),
             bind_filter: None,
+            mounts: Vec::new(),
         }
     }
 

@@ -103,6 +103,16 @@ impl Launcher for PosixLauncher {
                 ),
             });
         }
+        if !spec.mounts.is_empty() {
+            return Err(LauncherError::Spawn {
+                container_id: spec.container_id.clone(),
+                program: spec.program.clone(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::Unsupported,
+                    "bind mounts need --launcher=linux",
+                ),
+            });
+        }
         if let Some(program) = &spec.bind_filter {
             // Never run a container without the filter it was promised.
             self.restrict_bind(&spec.container_id, program)?;
@@ -122,6 +132,7 @@ impl Launcher for PosixLauncher {
                 user: prepared.user,
                 security: spec.security.clone(),
                 namespaces: Default::default(),
+                mounts: Vec::new(),
             })
             .map_err(|source| LauncherError::Spawn {
                 container_id: spec.container_id.clone(),

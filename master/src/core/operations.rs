@@ -1016,6 +1016,68 @@ impl Master {
         self.send(&pid, &msg::CheckpointResourcesMessage { resources });
     }
 
+    /// ACKNOWLEDGE_OPERATION_STATUS: a terminal status the framework has
+    /// seen is forgotten (Mesos keeps an operation until its terminal
+    /// status is acknowledged).
+    pub(crate) fn acknowledge_operation(
+        &mut self,
+        framework_id: &str,
+        ack: &mesos_proto::v1::scheduler::call::AcknowledgeOperationStatus,
+    ) {
+        if let Some(framework) = self.frameworks.get_mut(framework_id) {
+            framework.operations.retain(|o| {
+                o.latest_status.operation_id.as_ref() != Some(&ack.operation_id)
+                    || o.latest_status.uuid.as_ref().map(|u| &u.value[..]) != Some(&ack.uuid[..])
+            });
+        }
+    }
+
+    /// RECONCILE_OPERATIONS: the latest status of each operation named (all
+    /// of the framework's when none is), OPERATION_UNKNOWN for one this
+    /// master does not know.
+    pub(crate) fn reconcile_operations(
+        &mut self,
+        framework_id: &str,
+        reconcile: &mesos_proto::v1::scheduler::call::ReconcileOperations,
+    ) {
+        let Some(framework) = self.frameworks.get(framework_id) else {
+            return;
+        };
+        let statuses: Vec<v1::OperationStatus> = if reconcile.operations.is_empty() {
+            framework
+                .operations
+                .iter()
+                .map(|o| o.latest_status.clone())
+                .collect()
+        } else {
+            reconcile
+                .operations
+                .iter()
+                .map(|wanted| {
+                    framework
+                        .operations
+                        .iter()
+                        .find(|o| {
+                            o.latest_status.operation_id.as_ref() == Some(&wanted.operation_id)
+                        })
+                        .map(|o| o.latest_status.clone())
+                        .unwrap_or_else(|| v1::OperationStatus {
+                            operation_id: Some(wanted.operation_id.clone()),
+                            state: v1::OperationState::OperationUnknown as i32,
+                            agent_id: wanted.agent_id.clone(),
+                            message: Some("This master has no record of the operation".into()),
+                            ..Default::default()
+                        })
+                })
+                .collect()
+        };
+        for mut status in statuses {
+            // Reconciliation answers carry no uuid: nothing to acknowledge.
+            status.uuid = None;
+            framework.send(&operation_event(status));
+        }
+    }
+
     /// A receiver that resolves after the next registry flush.
     pub fn durable(&mut self) -> Durable {
         let (tx, rx) = oneshot::channel();

@@ -581,14 +581,22 @@ impl Master {
                     return Ok(CallReply::Ok);
                 }
             }
-            // No maintenance, operations or custom allocation requests in
-            // this master: accepted and, as in Mesos's built-in allocator,
-            // without effect.
+            call::Type::AcknowledgeOperationStatus => {
+                if let Some(ack) = call.acknowledge_operation_status {
+                    self.acknowledge_operation(&framework_id, &ack);
+                }
+            }
+            call::Type::ReconcileOperations => {
+                if let Some(reconcile) = call.reconcile_operations {
+                    self.reconcile_operations(&framework_id, &reconcile);
+                }
+            }
+            // No maintenance or custom allocation requests in this master:
+            // accepted and, as in Mesos's built-in allocator, without
+            // effect.
             call::Type::Request
             | call::Type::AcceptInverseOffers
-            | call::Type::DeclineInverseOffers
-            | call::Type::AcknowledgeOperationStatus
-            | call::Type::ReconcileOperations => {}
+            | call::Type::DeclineInverseOffers => {}
             call::Type::Subscribe | call::Type::Unknown => {
                 return Err(HttpError::new(
                     StatusCode::NOT_IMPLEMENTED,

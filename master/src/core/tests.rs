@@ -1475,3 +1475,91 @@ fn launching_with_another_principals_volume_is_task_unauthorized_with_the_rule()
     assert!(message.contains("persistent volume 'pv'"), "{message}");
     assert!(message.contains("to \"use_volumes\""), "{message}");
 }
+
+#[test]
+fn a_framework_reservation_with_an_id_is_reported_after_the_commit_and_reconciled() {
+    let now = Instant::now();
+    let (mut master, agent_id) = master_with_alices_volume(now);
+    let mut alice = dev_framework(&mut master, "alice", now);
+    master.allocate(now);
+    let offer = offers_in(&alice.events()).remove(0);
+    let mut cpus = scalar("cpus", 1.0);
+    cpus.reservations.push(v1::resource::ReservationInfo {
+        r#type: Some(v1::resource::reservation_info::Type::Dynamic as i32),
+        role: Some("dev".into()),
+        principal: Some("alice".into()),
+        labels: None,
+    });
+    let reserve = v1::offer::Operation {
+        r#type: Some(operation::Type::Reserve as i32),
+        id: Some(v1::OperationId {
+            value: "op-1".into(),
+        }),
+        reserve: Some(operation::Reserve {
+            resources: vec![cpus],
+            source: vec![],
+        }),
+        ..Default::default()
+    };
+    alice.call(
+        &mut master,
+        call::Type::Accept,
+        now,
+        accept(vec![offer_id(&offer)], vec![reserve]),
+    );
+    let before: Vec<Value> = alice
+        .events()
+        .into_iter()
+        .filter(|e| e["type"] == "UPDATE_OPERATION_STATUS")
+        .collect();
+    assert!(
+        before.is_empty(),
+        "nothing before the registry commit: {before:?}"
+    );
+    master.commit();
+    let after: Vec<Value> = alice
+        .events()
+        .into_iter()
+        .filter(|e| e["type"] == "UPDATE_OPERATION_STATUS")
+        .collect();
+    assert_eq!(after.len(), 1, "{after:?}");
+    let status = &after[0]["update_operation_status"]["status"];
+    assert_eq!(status["state"], "OPERATION_FINISHED", "{status}");
+    assert_eq!(status["agent_id"]["value"], agent_id.as_str());
+    assert_eq!(
+        master.checkpointed_resources(&agent_id).cpus(),
+        1.0,
+        "the reservation is in the agent's checkpointed set"
+    );
+    alice.call(&mut master, call::Type::ReconcileOperations, now, |c| {
+        c.reconcile_operations = Some(call::ReconcileOperations {
+            operations: vec![
+                call::reconcile_operations::Operation {
+                    operation_id: v1::OperationId {
+                        value: "op-1".into(),
+                    },
+                    agent_id: None,
+                    resource_provider_id: None,
+                },
+                call::reconcile_operations::Operation {
+                    operation_id: v1::OperationId {
+                        value: "op-2".into(),
+                    },
+                    agent_id: None,
+                    resource_provider_id: None,
+                },
+            ],
+        })
+    });
+    let states: Vec<String> = alice
+        .events()
+        .iter()
+        .filter(|e| e["type"] == "UPDATE_OPERATION_STATUS")
+        .map(|e| e["update_operation_status"]["status"]["state"].to_string())
+        .collect();
+    assert_eq!(
+        states,
+        ["\"OPERATION_FINISHED\"", "\"OPERATION_UNKNOWN\""],
+        "{states:?}"
+    );
+}

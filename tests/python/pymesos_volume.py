@@ -110,13 +110,15 @@ class VolumeScheduler(Scheduler):
                 # Prints how many mounts sit at the volume's path in the
                 # task's own mount table (1 under --launcher=linux).
                 cmd = ("echo %s > data/token && "
-                       "grep -c \" $(pwd)/data \" /proc/self/mountinfo || true") % self.args.token
+                       "grep -c \" $(pwd)/data \" /proc/self/mountinfo; %s") % (
+                           self.args.token, self.args.writer_extra or "true")
                 emit({"step": "write"})
                 self.advance(3)
                 driver.acceptOffers([offer["id"]], [{"type": "LAUNCH", "launch": {
                     "task_infos": [self.task(offer, "writer", cmd)]}}], {"refuse_seconds": 0.1})
             elif step == 4 and has_volume:
-                cmd = 'test "$(cat data/token)" = %s && pwd' % self.args.token
+                cmd = 'test "$(cat data/token)" = %s && %s' % (
+                    self.args.token, self.args.reader_extra or "pwd")
                 emit({"step": "read"})
                 self.advance(5)
                 driver.acceptOffers([offer["id"]], [{"type": "LAUNCH", "launch": {
@@ -181,6 +183,8 @@ def main():
     p.add_argument("--volume-id", default="vol-1")
     p.add_argument("--token", default="token-%d" % os.getpid())
     p.add_argument("--timeout", type=float, default=60.0)
+    p.add_argument("--writer-extra", help="more shell for the writer task, after the token")
+    p.add_argument("--reader-extra", help="more shell the reader task must pass")
     p.add_argument("--principal", default=os.environ.get("MESOS_PRINCIPAL"))
     p.add_argument("--secret", default=os.environ.get("MESOS_SECRET"))
     args = p.parse_args()
@@ -191,6 +195,8 @@ def main():
         "hostname": socket.gethostname(),
         "role": args.role,
         "principal": args.principal,
+        # Tasks outlive an agent restart (the agent re-adopts them).
+        "checkpoint": True,
         "failover_timeout": 0,
     }
     driver = MesosSchedulerDriver(sched, framework, args.master, use_addict=True,

@@ -392,3 +392,134 @@ fn operator_endpoints_reserve_create_survive_a_master_kill_then_destroy_and_unre
         "{agent}"
     );
 }
+
+#[test]
+fn agent_killed_while_a_task_writes_to_a_volume_keeps_the_volume_and_every_write() {
+    let Some(python) = python() else {
+        eprintln!("SKIP: no Python with pymesos (set MESOS_TEST_PYTHON or run scripts/setup-python.sh)");
+        return;
+    };
+    let mut cluster = Cluster::prepare(&[]);
+    if nix::unistd::geteuid().is_root() {
+        cluster.agent_args.push("--launcher=linux".into());
+    }
+    cluster.start_master();
+    cluster.add_agent();
+    cluster.wait_for_agents(1);
+    let child = Command::new(&python)
+        .env("MESOS_PRINCIPAL", mesos_tests::FRAMEWORK_PRINCIPAL)
+        .env("MESOS_SECRET", mesos_tests::FRAMEWORK_SECRET)
+        .arg(script("pymesos_volume.py"))
+        .args([
+            "--master",
+            &cluster.master_address(),
+            "--role",
+            "storage",
+            "--volume-id",
+            "pv-kill",
+            "--timeout",
+            "120",
+            "--writer-extra",
+            "for i in $(seq 1 40); do echo $i >> data/log; sleep 0.1; done",
+            "--reader-extra",
+            "test $(wc -l < data/log) -eq 40 && test $(tail -1 data/log) -eq 40",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run pymesos");
+    let log = cluster
+        .dir
+        .path()
+        .join("agent0/volumes/roles/storage/pv-kill/log");
+    wait_until(Duration::from_secs(60), "the writer to be writing", || {
+        std::fs::read_to_string(&log).is_ok_and(|t| t.lines().count() >= 5)
+    });
+    if let Some(mut agent) = cluster.agents[0].take() {
+        agent.kill();
+    }
+    let written = std::fs::read_to_string(&log).unwrap_or_default().lines().count();
+    assert!(written < 40, "killed mid-write ({written} lines)");
+    cluster.start_agent(0);
+    let output = child.wait_with_output().expect("pymesos exits");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let result: Value = serde_json::from_str(stdout.lines().last().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("no result line ({e}): {stdout}\n{stderr}\n{}", cluster.logs()));
+    assert!(
+        output.status.success() && result["result"] == "ok",
+        "the volume round trip across an agent kill failed: {stdout}\n{stderr}\n{}",
+        cluster.logs()
+    );
+    // The reader saw all 40 lines: nothing written before, during or after
+    // the agent's death was lost, and the volume was not recreated empty.
+    let reader_finished = result["updates"].as_array().is_some_and(|u| {
+        u.iter()
+            .any(|x| x["task_id"] == "reader" && x["state"] == "TASK_FINISHED")
+    });
+    assert!(reader_finished, "{result}");
+}
+
+#[test]
+fn a_volume_directory_missing_after_an_agent_restart_is_reported_and_not_recreated() {
+    let mut cluster = Cluster::start(1);
+    let master = cluster.master_url();
+    let auth = operator_auth();
+    let op = mesos_tests::OPERATOR_PRINCIPAL;
+    let agent_id = agent_json(&cluster)["id"].as_str().expect("agent id").to_string();
+    let reserve = json!([reserved("disk", 32.0, "ops", op)]).to_string();
+    let (got, body) = post_form(
+        &format!("{master}/master/reserve"),
+        &[("slaveId", &agent_id), ("resources", &reserve)],
+        Some(&auth),
+    );
+    assert_eq!(got, 202, "{body}");
+    let volumes = json!([volume("pv-gone", 32.0, "ops", op)]).to_string();
+    let (got, body) = post_form(
+        &format!("{master}/master/create-volumes"),
+        &[("slaveId", &agent_id), ("volumes", &volumes)],
+        Some(&auth),
+    );
+    assert_eq!(got, 202, "{body}");
+    let dir = cluster.dir.path().join("agent0/volumes/roles/ops/pv-gone");
+    let agent_url = format!("http://127.0.0.1:{}", cluster.agent_ports[0]);
+    // The agent has checkpointed the volume (it shows in its /state).
+    wait_until(Duration::from_secs(10), "the agent to checkpoint the volume", || {
+        dir.is_dir()
+            && get_json(&format!("{agent_url}/state")).is_some_and(|s| {
+                s["reserved_resources_full"]["ops"]
+                    .as_array()
+                    .is_some_and(|a| a.iter().any(|r| r["disk"]["persistence"]["id"] == "pv-gone"))
+            })
+    });
+    if let Some(mut agent) = cluster.agents[0].take() {
+        agent.kill();
+    }
+    std::fs::remove_dir_all(&dir).expect("lose the volume's directory");
+    cluster.start_agent(0);
+    wait_until(Duration::from_secs(30), "the restarted agent's /state", || {
+        get_json(&format!("{agent_url}/state")).is_some_and(|s| s["id"].is_string())
+    });
+    let state = get_json(&format!("{agent_url}/state")).expect("agent state");
+    let missing: Vec<&str> = state["missing_volumes"]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    assert_eq!(missing, [dir.display().to_string().as_str()], "{state}");
+    // Still the agent's volume, in the master and the agent alike, and its
+    // directory is not silently recreated empty.
+    assert!(
+        agent_json(&cluster)["reserved_resources_full"]["ops"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|r| r["disk"]["persistence"]["id"] == "pv-gone")),
+        "{}",
+        agent_json(&cluster)
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(!dir.exists(), "the missing volume was recreated");
+    assert!(
+        cluster.agent_log(0).contains("persistent volume directory is missing"),
+        "{}",
+        cluster.agent_log(0)
+    );
+}

@@ -396,7 +396,9 @@ fn operator_endpoints_reserve_create_survive_a_master_kill_then_destroy_and_unre
 #[test]
 fn agent_killed_while_a_task_writes_to_a_volume_keeps_the_volume_and_every_write() {
     let Some(python) = python() else {
-        eprintln!("SKIP: no Python with pymesos (set MESOS_TEST_PYTHON or run scripts/setup-python.sh)");
+        eprintln!(
+            "SKIP: no Python with pymesos (set MESOS_TEST_PYTHON or run scripts/setup-python.sh)"
+        );
         return;
     };
     let mut cluster = Cluster::prepare(&[]);
@@ -438,14 +440,22 @@ fn agent_killed_while_a_task_writes_to_a_volume_keeps_the_volume_and_every_write
     if let Some(mut agent) = cluster.agents[0].take() {
         agent.kill();
     }
-    let written = std::fs::read_to_string(&log).unwrap_or_default().lines().count();
+    let written = std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .lines()
+        .count();
     assert!(written < 40, "killed mid-write ({written} lines)");
     cluster.start_agent(0);
     let output = child.wait_with_output().expect("pymesos exits");
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     let result: Value = serde_json::from_str(stdout.lines().last().unwrap_or_default())
-        .unwrap_or_else(|e| panic!("no result line ({e}): {stdout}\n{stderr}\n{}", cluster.logs()));
+        .unwrap_or_else(|e| {
+            panic!(
+                "no result line ({e}): {stdout}\n{stderr}\n{}",
+                cluster.logs()
+            )
+        });
     assert!(
         output.status.success() && result["result"] == "ok",
         "the volume round trip across an agent kill failed: {stdout}\n{stderr}\n{}",
@@ -466,7 +476,10 @@ fn a_volume_directory_missing_after_an_agent_restart_is_reported_and_not_recreat
     let master = cluster.master_url();
     let auth = operator_auth();
     let op = mesos_tests::OPERATOR_PRINCIPAL;
-    let agent_id = agent_json(&cluster)["id"].as_str().expect("agent id").to_string();
+    let agent_id = agent_json(&cluster)["id"]
+        .as_str()
+        .expect("agent id")
+        .to_string();
     let reserve = json!([reserved("disk", 32.0, "ops", op)]).to_string();
     let (got, body) = post_form(
         &format!("{master}/master/reserve"),
@@ -484,22 +497,31 @@ fn a_volume_directory_missing_after_an_agent_restart_is_reported_and_not_recreat
     let dir = cluster.dir.path().join("agent0/volumes/roles/ops/pv-gone");
     let agent_url = format!("http://127.0.0.1:{}", cluster.agent_ports[0]);
     // The agent has checkpointed the volume (it shows in its /state).
-    wait_until(Duration::from_secs(10), "the agent to checkpoint the volume", || {
-        dir.is_dir()
-            && get_json(&format!("{agent_url}/state")).is_some_and(|s| {
-                s["reserved_resources_full"]["ops"]
-                    .as_array()
-                    .is_some_and(|a| a.iter().any(|r| r["disk"]["persistence"]["id"] == "pv-gone"))
-            })
-    });
+    wait_until(
+        Duration::from_secs(10),
+        "the agent to checkpoint the volume",
+        || {
+            dir.is_dir()
+                && get_json(&format!("{agent_url}/state")).is_some_and(|s| {
+                    s["reserved_resources_full"]["ops"]
+                        .as_array()
+                        .is_some_and(|a| {
+                            a.iter()
+                                .any(|r| r["disk"]["persistence"]["id"] == "pv-gone")
+                        })
+                })
+        },
+    );
     if let Some(mut agent) = cluster.agents[0].take() {
         agent.kill();
     }
     std::fs::remove_dir_all(&dir).expect("lose the volume's directory");
     cluster.start_agent(0);
-    wait_until(Duration::from_secs(30), "the restarted agent's /state", || {
-        get_json(&format!("{agent_url}/state")).is_some_and(|s| s["id"].is_string())
-    });
+    wait_until(
+        Duration::from_secs(30),
+        "the restarted agent's /state",
+        || get_json(&format!("{agent_url}/state")).is_some_and(|s| s["id"].is_string()),
+    );
     let state = get_json(&format!("{agent_url}/state")).expect("agent state");
     let missing: Vec<&str> = state["missing_volumes"]
         .as_array()
@@ -511,15 +533,118 @@ fn a_volume_directory_missing_after_an_agent_restart_is_reported_and_not_recreat
     assert!(
         agent_json(&cluster)["reserved_resources_full"]["ops"]
             .as_array()
-            .is_some_and(|a| a.iter().any(|r| r["disk"]["persistence"]["id"] == "pv-gone")),
+            .is_some_and(|a| a
+                .iter()
+                .any(|r| r["disk"]["persistence"]["id"] == "pv-gone")),
         "{}",
         agent_json(&cluster)
     );
     std::thread::sleep(Duration::from_secs(1));
     assert!(!dir.exists(), "the missing volume was recreated");
     assert!(
-        cluster.agent_log(0).contains("persistent volume directory is missing"),
+        cluster
+            .agent_log(0)
+            .contains("persistent volume directory is missing"),
         "{}",
         cluster.agent_log(0)
     );
+}
+
+#[test]
+fn volumes_of_an_agent_whose_work_dir_was_wiped_stay_listed_until_an_operator_removes_them() {
+    let mut cluster = Cluster::prepare(&[]);
+    cluster.start_master();
+    cluster.add_agent();
+    cluster.wait_for_agents(1);
+    let master = cluster.master_url();
+    let auth = operator_auth();
+    let op = mesos_tests::OPERATOR_PRINCIPAL;
+    let old_id = agent_json(&cluster)["id"]
+        .as_str()
+        .expect("agent id")
+        .to_string();
+    let disk = json!([reserved("disk", 16.0, "ops", op)]).to_string();
+    let post = |path: &str, agent: &str, key: &str, value: &str| {
+        post_form(
+            &format!("{master}{path}"),
+            &[("slaveId", agent), (key, value)],
+            Some(&auth),
+        )
+    };
+    assert_eq!(post("/master/reserve", &old_id, "resources", &disk).0, 202);
+    let volumes = json!([volume("pv-old", 16.0, "ops", op)]).to_string();
+    assert_eq!(
+        post("/master/create-volumes", &old_id, "volumes", &volumes).0,
+        202
+    );
+
+    if let Some(mut agent) = cluster.agents[0].take() {
+        agent.kill();
+    }
+    std::fs::remove_dir_all(cluster.dir.path().join("agent0")).expect("wipe the work dir");
+    cluster.start_agent(0);
+    let slaves_url = format!("{master}/master/slaves");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let listed_both = || {
+        get_json(&slaves_url).is_some_and(|s| {
+            let new_agent = s["slaves"].as_array().is_some_and(|a| {
+                a.iter()
+                    .any(|x| x["id"] != old_id.as_str() && x["active"] == true)
+            });
+            let orphaned = s["orphaned_resources"]
+                .as_array()
+                .is_some_and(|o| o.iter().any(|x| x["agent_id"] == old_id.as_str()));
+            new_agent && orphaned
+        })
+    };
+    while !listed_both() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no new agent id with the old one's volumes listed: {}\n{}",
+            get_json(&slaves_url).unwrap_or_default(),
+            cluster.logs()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let slaves = get_json(&slaves_url).expect("slaves");
+    let new_agent = slaves["slaves"]
+        .as_array()
+        .and_then(|a| a.iter().find(|x| x["id"] != old_id.as_str()))
+        .expect("the new agent")
+        .clone();
+    assert_eq!(
+        new_agent["reserved_resources_full"],
+        json!({}),
+        "the new agent starts clean"
+    );
+    let orphan = slaves["orphaned_resources"]
+        .as_array()
+        .and_then(|o| o.iter().find(|x| x["agent_id"] == old_id.as_str()))
+        .expect("the old agent's record")
+        .clone();
+    let listed: Vec<Value> = orphan["reserved_resources_full"]["ops"]
+        .as_array()
+        .expect("ops")
+        .clone();
+    let volume_listed: Vec<Value> = listed
+        .iter()
+        .filter(|r| r["disk"]["persistence"]["id"] == "pv-old")
+        .cloned()
+        .collect();
+    assert_eq!(volume_listed.len(), 1, "{orphan}");
+    // Only DESTROY and UNRESERVE make sense for a gone agent.
+    let (got, body) = post("/master/reserve", &old_id, "resources", &disk);
+    assert_eq!(got, 400, "{body}");
+    assert!(body.contains("is gone"), "{body}");
+    let (got, body) = post(
+        "/master/destroy-volumes",
+        &old_id,
+        "volumes",
+        &Value::Array(volume_listed).to_string(),
+    );
+    assert_eq!(got, 202, "{body}");
+    let (got, body) = post("/master/unreserve", &old_id, "resources", &disk);
+    assert_eq!(got, 202, "{body}");
+    let slaves = get_json(&slaves_url).expect("slaves");
+    assert_eq!(slaves["orphaned_resources"], json!([]), "{slaves}");
 }

@@ -153,7 +153,7 @@ impl Master {
         }
     }
 
-    fn register_agent(&mut self, from: &Upid, message: msg::RegisterSlaveMessage, _now: Instant) {
+    fn register_agent(&mut self, from: &Upid, message: msg::RegisterSlaveMessage, now: Instant) {
         if !self.admit_authenticated(from) {
             return;
         }
@@ -166,6 +166,18 @@ impl Master {
                 };
                 self.send(from, &reply);
                 return;
+            }
+            // A disconnected agent's address registering without an id: it
+            // lost its work dir and starts over, so the old one is gone (as
+            // in Mesos). Its reservations and volumes stay in the registry,
+            // listed as orphaned, until an operator removes them.
+            if self.agents.contains_key(&agent_id) {
+                tracing::info!(old_agent_id = %agent_id, pid = %from,
+                    "removing old disconnected agent because a registration attempt occurred");
+                self.remove_agent(&agent_id, Reason::AgentRemoved, now);
+                if let Err(e) = self.registry.remove_agent(&agent_id) {
+                    tracing::error!(%agent_id, "failed to remove agent from the registry: {e}");
+                }
             }
         }
         let total = match Resources::try_from(message.slave.resources.clone()) {

@@ -687,9 +687,7 @@ impl Master {
     ) -> Result<Durable, OperationError> {
         let name = conversions::operation_name(&op);
         let Some(agent) = self.agents.get(agent_id) else {
-            return Err(OperationError::BadRequest(
-                "No agent found with specified ID".into(),
-            ));
+            return self.orphan_operation(agent_id, op, principal);
         };
         let agent_text = format!("{} at {} ({})", agent.id, agent.pid, agent.info.hostname);
         let caller = Caller {
@@ -743,6 +741,56 @@ impl Master {
         }
         tracing::info!(%agent_id, operation = name, principal = principal.unwrap_or(""), "applying operator operation");
         self.convert_agent_resources(agent_id, None, &conversions);
+        Ok(self.durable())
+    }
+
+    /// DESTROY or UNRESERVE of what the registry holds for an agent that is
+    /// gone (not registered, not expected back): the registry alone
+    /// changes, as there is no agent to tell.
+    fn orphan_operation(
+        &mut self,
+        agent_id: &str,
+        op: Operation,
+        principal: Option<&str>,
+    ) -> Result<Durable, OperationError> {
+        let name = conversions::operation_name(&op);
+        let orphaned = self.agent_resources.contains_key(agent_id)
+            && !self.recovered_agents.contains_key(agent_id);
+        if !orphaned {
+            return Err(OperationError::BadRequest(
+                "No agent found with specified ID".into(),
+            ));
+        }
+        if !matches!(name, "DESTROY" | "UNRESERVE") {
+            return Err(OperationError::BadRequest(format!(
+                "Agent {agent_id} is gone: only DESTROY and UNRESERVE of what the registry still holds for it are possible"
+            )));
+        }
+        let caller = Caller {
+            principal,
+            framework_roles: None,
+        };
+        self.validate_operation(agent_id, &op, &caller)
+            .map_err(|e| OperationError::BadRequest(format!("Invalid {name} operation: {e}")))?;
+        self.authorize_operation(&op, principal)
+            .map_err(OperationError::Forbidden)?;
+        let conversions = conversions::conversions(&op)
+            .map_err(|e| OperationError::BadRequest(format!("Invalid {name} operation: {e}")))?;
+        // What the registry holds, plus the plain resources its entries
+        // came from, is the agent's total as far as the registry knows.
+        let held = self.checkpointed_resources(agent_id);
+        let mut total = held.clone();
+        for r in held.iter() {
+            let _ = total.push(conversions::strip_dynamic(r));
+        }
+        let after = conversions::apply(&total, &conversions, name).map_err(|e| match e {
+            ConversionError::Insufficient { have, want, .. } => {
+                OperationError::Conflict(format!("{have} does not contain {want}"))
+            }
+            other => OperationError::BadRequest(other.to_string()),
+        })?;
+        tracing::info!(%agent_id, operation = name, "applying operator operation to a gone agent's registry record");
+        self.stage_agent_resources(agent_id, conversions::checkpointed(&after));
         Ok(self.durable())
     }
 

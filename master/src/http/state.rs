@@ -320,6 +320,34 @@ fn attributes_json(attributes: &[v1::Attribute]) -> Value {
     Value::Object(map)
 }
 
+/// Reservations and volumes the registry holds for agents that are neither
+/// registered nor expected back (their work dir was wiped, or they were
+/// removed): ours, not Mesos's. They stay until an operator destroys and
+/// unreserves them (`/master/destroy-volumes`, `/master/unreserve` with the
+/// listed `agent_id` and resources).
+pub fn orphaned_resources_json(master: &Master) -> Value {
+    let mut ids: Vec<&String> = master
+        .agent_resources
+        .keys()
+        .filter(|id| !master.agents.contains_key(*id) && !master.recovered_agents.contains_key(*id))
+        .collect();
+    ids.sort();
+    Value::Array(
+        ids.into_iter()
+            .map(|id| {
+                let mut o = Map::new();
+                o.insert("agent_id".into(), json!(id));
+                o.extend(mesos_common::resources::reservation_fields(
+                    &master.checkpointed_resources(id),
+                ));
+                o.remove("unreserved_resources");
+                o.remove("unreserved_resources_full");
+                Value::Object(o)
+            })
+            .collect(),
+    )
+}
+
 /// One agent, as `/master/state` and `/master/slaves` write it.
 pub fn agent_json(master: &Master, agent: &Agent) -> Value {
     let used = agent_used(master, agent);
@@ -405,6 +433,7 @@ pub fn state_json(master: &Master, flags: &Flags, viewer: &mut Viewer, show_flag
             "port": a.info.port.unwrap_or(5051),
             "resources": resources_json(&a.info.resources),
         })).collect::<Vec<_>>(),
+        "orphaned_resources": orphaned_resources_json(master),
         "frameworks": visible_frameworks(master, master.frameworks.values(), viewer),
         "completed_frameworks": visible_frameworks(master, master.completed_frameworks.iter(), viewer),
         "orphan_tasks": [],
@@ -789,6 +818,7 @@ pub async fn slaves(State(app): State<AppState>, Query(p): Query<Params>) -> Res
         json!({
             "slaves": m.agents.values().filter(|a| wanted.as_ref().is_none_or(|id| *id == a.id)).map(|a| agent_json(m, a)).collect::<Vec<_>>(),
             "recovered_slaves": [],
+            "orphaned_resources": orphaned_resources_json(m),
         })
     })
     .await

@@ -389,7 +389,6 @@ impl Cluster {
             "--ip=127.0.0.1".to_string(),
             format!("--port={port}"),
             format!("--work_dir={}", work_dir.display()),
-            "--resources=cpus:4;mem:4096;disk:10000;ports:[31000-32000]".to_string(),
             "--registration_backoff_factor=100ms".to_string(),
             format!("--cgroups_root={}", self.cgroups_root),
             format!("--http_credentials={}", self.credentials_path().display()),
@@ -403,6 +402,9 @@ impl Cluster {
                 "--launcher_dir={}",
                 self.launcher_dir.path().display()
             ));
+        }
+        if !self.agent_args.iter().any(|a| a.starts_with("--resources")) {
+            args.push("--resources=cpus:4;mem:4096;disk:10000;ports:[31000-32000]".to_string());
         }
         if self.agent_credential
             && !self

@@ -648,3 +648,74 @@ fn volumes_of_an_agent_whose_work_dir_was_wiped_stay_listed_until_an_operator_re
     let slaves = get_json(&slaves_url).expect("slaves");
     assert_eq!(slaves["orphaned_resources"], json!([]), "{slaves}");
 }
+
+#[test]
+fn static_reservations_from_resources_and_default_role_are_reserved_and_hold_volumes() {
+    let mut cluster = Cluster::prepare(&[]);
+    cluster.agent_args.extend([
+        "--resources=cpus:2;mem:1024;disk:500;disk(dev):100;cpus(*):1".to_string(),
+        "--default_role=batch".to_string(),
+    ]);
+    cluster.start_master();
+    cluster.add_agent();
+    cluster.wait_for_agents(1);
+    let agent = agent_json(&cluster);
+    // `name:value` pieces go to --default_role, `(dev)` to dev, `(*)` stays
+    // unreserved; static reservations carry type STATIC.
+    assert_eq!(
+        agent["reserved_resources"]["batch"]["cpus"],
+        json!(2.0),
+        "{agent}"
+    );
+    assert_eq!(
+        agent["reserved_resources"]["batch"]["disk"],
+        json!(500.0),
+        "{agent}"
+    );
+    assert_eq!(
+        agent["reserved_resources"]["dev"]["disk"],
+        json!(100.0),
+        "{agent}"
+    );
+    assert_eq!(agent["unreserved_resources"]["cpus"], json!(1.0), "{agent}");
+    let dev = &agent["reserved_resources_full"]["dev"][0];
+    assert_eq!(dev["reservations"][0]["type"], "STATIC", "{dev}");
+    // A volume on statically reserved disk: the disk exactly as listed,
+    // plus DiskInfo.
+    let op = mesos_tests::OPERATOR_PRINCIPAL;
+    let mut vol = dev.clone();
+    vol["scalar"] = json!({"value": 40.0});
+    vol["disk"] = json!({"persistence": {"id": "pv-static", "principal": op},
+                         "volume": {"container_path": "data", "mode": "RW"}});
+    let agent_id = agent["id"].as_str().expect("id").to_string();
+    let (got, body) = post_form(
+        &format!("{}/master/create-volumes", cluster.master_url()),
+        &[
+            ("slaveId", &agent_id),
+            ("volumes", &json!([vol]).to_string()),
+        ],
+        Some(&operator_auth()),
+    );
+    assert_eq!(got, 202, "{body}");
+    let dir = cluster
+        .dir
+        .path()
+        .join("agent0/volumes/roles/dev/pv-static");
+    wait_until(Duration::from_secs(10), "the volume on static disk", || {
+        dir.is_dir()
+    });
+    // A static reservation is not the operator's to unreserve.
+    let (got, body) = post_form(
+        &format!("{}/master/unreserve", cluster.master_url()),
+        &[
+            ("slaveId", &agent_id),
+            (
+                "resources",
+                &json!([agent["reserved_resources_full"]["batch"][0]]).to_string(),
+            ),
+        ],
+        Some(&operator_auth()),
+    );
+    assert_eq!(got, 400, "{body}");
+    assert!(body.contains("is not dynamically reserved"), "{body}");
+}

@@ -678,7 +678,7 @@ fn static_reservations_from_resources_and_default_role_are_reserved_and_hold_vol
         "{agent}"
     );
     assert_eq!(agent["unreserved_resources"]["cpus"], json!(1.0), "{agent}");
-    let dev = &agent["reserved_resources_full"]["dev"][0];
+    let dev = agent["reserved_resources_full"]["dev"][0].clone();
     assert_eq!(dev["reservations"][0]["type"], "STATIC", "{dev}");
     // A volume on statically reserved disk: the disk exactly as listed,
     // plus DiskInfo.
@@ -704,6 +704,39 @@ fn static_reservations_from_resources_and_default_role_are_reserved_and_hold_vol
     wait_until(Duration::from_secs(10), "the volume on static disk", || {
         dir.is_dir()
     });
+    // Reserved roles are known roles, with what is reserved to them.
+    let roles = get_json(&format!("{}/master/roles", cluster.master_url())).expect("roles");
+    let dev_role = roles["roles"]
+        .as_array()
+        .and_then(|r| r.iter().find(|x| x["name"] == "dev"))
+        .expect("dev is listed");
+    assert_eq!(dev_role["reserved"]["disk"], json!(100.0), "{roles}");
+    // The owner grows the volume (v1 GROW_VOLUME) from the static disk.
+    let find_volume = |cluster: &Cluster| {
+        agent_json(cluster)["reserved_resources_full"]["dev"]
+            .as_array()
+            .and_then(|a| {
+                a.iter()
+                    .find(|r| r["disk"]["persistence"]["id"] == "pv-static")
+                    .cloned()
+            })
+            .expect("the volume is listed")
+    };
+    let mut addition = dev.clone();
+    addition["scalar"] = json!({"value": 10.0});
+    let grow = json!({"type": "GROW_VOLUME", "grow_volume": {
+        "agent_id": {"value": agent_id}, "volume": find_volume(&cluster), "addition": addition}});
+    let response = reqwest::blocking::Client::new()
+        .post(format!("{}/api/v1", cluster.master_url()))
+        .header("Authorization", operator_auth())
+        .header("Content-Type", "application/json")
+        .header("Accept", "application/json")
+        .body(grow.to_string())
+        .send()
+        .expect("GROW_VOLUME");
+    let status = response.status().as_u16();
+    assert_eq!(status, 202, "{}", response.text().unwrap_or_default());
+    assert_eq!(find_volume(&cluster)["scalar"]["value"], json!(50.0));
     // A static reservation is not the operator's to unreserve.
     let (got, body) = post_form(
         &format!("{}/master/unreserve", cluster.master_url()),

@@ -653,9 +653,28 @@ pub fn roles_json(master: &Master) -> Value {
             }
         }
     }
+    // Roles with reservations on registered agents are known roles too,
+    // with their ancestors (Mesos's implicit roles).
+    let mut reserved: HashMap<String, Resources> = HashMap::new();
+    for agent in master.agents.values() {
+        for resource in agent.total.iter() {
+            if let Some(role) = mesos_common::resources::reservation_role(resource) {
+                if let Ok(r) = Resources::try_from(vec![resource.clone()]) {
+                    *reserved.entry(role.to_string()).or_default() += r;
+                }
+                let mut ancestor = role;
+                while let Some((parent, _)) = ancestor.rsplit_once('/') {
+                    roles.entry(parent.to_string()).or_default();
+                    ancestor = parent;
+                }
+                roles.entry(role.to_string()).or_default();
+            }
+        }
+    }
     let mut list: Vec<Value> = roles
         .into_iter()
         .map(|(name, (frameworks, allocated))| {
+            let reserved = reserved.get(&name).cloned().unwrap_or_default();
             json!({
                 "name": name,
                 "weight": master.allocator.weight(&name),
@@ -663,7 +682,7 @@ pub fn roles_json(master: &Master) -> Value {
                 "resources": to_state_json(&allocated),
                 "allocated": to_state_json(&allocated),
                 "offered": {},
-                "reserved": {},
+                "reserved": to_state_json(&reserved),
                 "quota": {"role": name, "guarantee": {}, "limit": {}, "consumed": {}},
             })
         })

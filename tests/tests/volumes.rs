@@ -420,11 +420,11 @@ fn agent_killed_while_a_task_writes_to_a_volume_keeps_the_volume_and_every_write
             "--volume-id",
             "pv-kill",
             "--timeout",
-            "120",
+            "240",
             "--writer-extra",
-            "for i in $(seq 1 40); do echo $i >> data/log; sleep 0.1; done",
+            "for i in $(seq 1 600); do echo $i >> data/log; sleep 0.1; done",
             "--reader-extra",
-            "test $(wc -l < data/log) -eq 40 && test $(tail -1 data/log) -eq 40",
+            "test $(wc -l < data/log) -eq 600 && test $(tail -1 data/log) -eq 600",
         ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -434,18 +434,60 @@ fn agent_killed_while_a_task_writes_to_a_volume_keeps_the_volume_and_every_write
         .dir
         .path()
         .join("agent0/volumes/roles/storage/pv-kill/log");
+    let lines = || {
+        std::fs::read_to_string(&log)
+            .map(|t| t.lines().count())
+            .unwrap_or(0)
+    };
     wait_until(Duration::from_secs(60), "the writer to be writing", || {
-        std::fs::read_to_string(&log).is_ok_and(|t| t.lines().count() >= 5)
+        lines() >= 5
     });
-    if let Some(mut agent) = cluster.agents[0].take() {
-        agent.kill();
+    // The volume is in use: it cannot be destroyed.
+    let master = cluster.master_url();
+    let listed: Vec<Value> = agent_json(&cluster)["reserved_resources_full"]["storage"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter(|r| r["disk"]["persistence"]["id"] == "pv-kill")
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(listed.len(), 1, "{}", agent_json(&cluster));
+    let agent_id = agent_json(&cluster)["id"].as_str().expect("id").to_string();
+    let (got, body) = post_form(
+        &format!("{master}/master/destroy-volumes"),
+        &[
+            ("slaveId", &agent_id),
+            ("volumes", &Value::Array(listed).to_string()),
+        ],
+        Some(&operator_auth()),
+    );
+    assert_eq!(
+        (got, body.as_str()),
+        (400, "Invalid DESTROY operation: Persistent volumes in use")
+    );
+    // Twenty kill -9s of the agent while the task writes.
+    let agent_url = format!("http://127.0.0.1:{}", cluster.agent_ports[0]);
+    for kill in 0..20 {
+        let before = lines();
+        if let Some(mut agent) = cluster.agents[0].take() {
+            agent.kill();
+        }
+        cluster.start_agent(0);
+        wait_until(
+            Duration::from_secs(30),
+            "the agent back with the task",
+            || {
+                get_json(&format!("{agent_url}/state"))
+                    .is_some_and(|s| s["frameworks"].as_array().is_some_and(|f| !f.is_empty()))
+            },
+        );
+        wait_until(Duration::from_secs(30), "the writer to go on", || {
+            lines() > before + 2
+        });
+        assert!(lines() < 600, "kill {kill}: the writer finished too early");
     }
-    let written = std::fs::read_to_string(&log)
-        .unwrap_or_default()
-        .lines()
-        .count();
-    assert!(written < 40, "killed mid-write ({written} lines)");
-    cluster.start_agent(0);
     let output = child.wait_with_output().expect("pymesos exits");
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -461,7 +503,7 @@ fn agent_killed_while_a_task_writes_to_a_volume_keeps_the_volume_and_every_write
         "the volume round trip across an agent kill failed: {stdout}\n{stderr}\n{}",
         cluster.logs()
     );
-    // The reader saw all 40 lines: nothing written before, during or after
+    // The reader saw all 600 lines: nothing written before, during or after
     // the agent's death was lost, and the volume was not recreated empty.
     let reader_finished = result["updates"].as_array().is_some_and(|u| {
         u.iter()

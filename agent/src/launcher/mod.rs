@@ -449,7 +449,11 @@ pub(crate) fn prepare(sys: &dyn Syscalls, spec: &LaunchSpec) -> Result<Prepared,
                 // inside it would refuse them.
                 u.groups.retain(|&g| map.host_gid(g).is_some());
             }
-            Some((host.0, host.1, name, vec![spec.working_dir.clone()]))
+            // The sandbox and the volumes mounted into it, so the user
+            // can write them through the mapping.
+            let mut dirs = vec![spec.working_dir.clone()];
+            dirs.extend(spec.mounts.iter().map(|m| m.source.clone()));
+            Some((host.0, host.1, name, dirs))
         }
     };
     if let Some((uid, gid, name, dirs)) = owner {
@@ -660,5 +664,38 @@ mod tests {
         let prepared = prepare(&sys, &spec).expect("prepare as non-root");
         assert_eq!(prepared.user, None, "no switch without root");
         assert!(!sys.calls().iter().any(|c| matches!(c, Call::Chown(..))));
+    }
+
+    #[test]
+    fn in_a_user_namespace_mounted_volumes_are_chowned_to_the_mapped_host_ids() {
+        use crate::sys::fake::{Call, RecordingSyscalls};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut spec = testutil::sh_spec(dir.path(), "c1", "true");
+        spec.user = Some("nobody".into());
+        spec.namespaces.user = Some(crate::sys::IdMap {
+            uid_first: 100_000,
+            gid_first: 200_000,
+            count: 65_536,
+        });
+        let volume = dir.path().join("volume");
+        spec.mounts.push(crate::sys::BindMount {
+            source: volume.clone(),
+            target: dir.path().join("data"),
+            read_only: false,
+        });
+        let sys = RecordingSyscalls::new();
+        sys.add_user(UserIds {
+            name: "nobody".into(),
+            uid: 65534,
+            gid: 65534,
+            groups: vec![65534],
+        });
+        prepare(&sys, &spec).expect("prepare");
+        assert!(
+            sys.calls()
+                .contains(&Call::Chown(volume, 100_000 + 65534, 200_000 + 65534)),
+            "{:?}",
+            sys.calls()
+        );
     }
 }

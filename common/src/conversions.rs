@@ -219,9 +219,12 @@ pub fn conversions(op: &Operation) -> Result<Vec<Conversion>, ConversionError> {
             let more = to_fixed(scalar_value(&grow.addition));
             let mut consumed = Resources::new(vec![grow.volume.clone()])?;
             consumed.push(grow.addition.clone())?;
+            let grown = size.checked_add(more).ok_or_else(|| {
+                ConversionError::Invalid("GROW_VOLUME would overflow the volume's size".into())
+            })?;
             Ok(vec![Conversion {
                 consumed,
-                converted: Resources::new(vec![with_scalar(&grow.volume, size + more)])?,
+                converted: Resources::new(vec![with_scalar(&grow.volume, grown)])?,
             }])
         }
         Some(operation::Type::ShrinkVolume) => {

@@ -1079,6 +1079,25 @@ fn upgrade_reservations(r: &mut Resource) -> Result<(), ResourcesError> {
             }
         }
     }
+    // Each refinement reserves to a strict subrole of the reservation
+    // below it, and only the bottom one may be static (Mesos's
+    // `Resources::validate`).
+    for pair in r.reservations.windows(2) {
+        let (below, above) = (&pair[0], &pair[1]);
+        if above.r#type == Some(reservation_info::Type::Static as i32) {
+            return Err(invalid("a refined reservation cannot be STATIC"));
+        }
+        let (parent, child) = (
+            below.role.as_deref().unwrap_or_default(),
+            above.role.as_deref().unwrap_or_default(),
+        );
+        if !is_strict_subrole(child, parent) {
+            return Err(ResourcesError::InvalidReservation {
+                name: r.name.clone(),
+                reason: format!("role '{child}' is not a refinement of '{parent}'"),
+            });
+        }
+    }
     Ok(())
 }
 
@@ -1633,6 +1652,33 @@ mod tests {
             Some(reservation_info::Type::Static as i32)
         );
         assert_eq!(r.to_string(), "cpus(web):2; cpus:1; mem:10");
+    }
+
+    #[test]
+    fn a_refinement_must_reserve_to_a_subrole_and_never_be_static() {
+        let info = |role: &str, kind: reservation_info::Type| ReservationInfo {
+            r#type: Some(kind as i32),
+            role: Some(role.into()),
+            principal: None,
+            labels: None,
+        };
+        let mut r = scalar("cpus", 1.0);
+        r.reservations = vec![
+            info("dev", reservation_info::Type::Static),
+            info("dev/web", reservation_info::Type::Dynamic),
+        ];
+        assert!(Resources::new(vec![r.clone()]).is_ok());
+        r.reservations[1] = info("ops", reservation_info::Type::Dynamic);
+        let err = Resources::new(vec![r.clone()]).expect_err("not a refinement");
+        assert!(
+            err.to_string().contains("not a refinement of 'dev'"),
+            "{err}"
+        );
+        r.reservations[1] = info("dev/web", reservation_info::Type::Static);
+        assert!(
+            Resources::new(vec![r]).is_err(),
+            "a refinement cannot be STATIC"
+        );
     }
 
     #[test]

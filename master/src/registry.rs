@@ -239,6 +239,8 @@ pub struct RedbRegistry {
 }
 
 const META: redb::TableDefinition<&str, &[u8]> = redb::TableDefinition::new("meta");
+/// Key in `meta` set once a sled registry was imported.
+const SLED_IMPORTED: &str = "imported_sled_registry";
 const AGENTS: redb::TableDefinition<&str, &[u8]> = redb::TableDefinition::new("agents");
 const RESOURCES: redb::TableDefinition<&str, &[u8]> = redb::TableDefinition::new("resources");
 
@@ -259,7 +261,6 @@ impl RedbRegistry {
     pub fn open(work_dir: &Path) -> Result<Self, RegistryError> {
         std::fs::create_dir_all(work_dir).map_err(storage)?;
         let path = work_dir.join("registry.redb");
-        let fresh = !path.exists();
         // A registry dropped a moment ago (a restart in the same process,
         // or a previous master still exiting) may hold the lock briefly.
         let mut attempts = 0;
@@ -281,8 +282,15 @@ impl RedbRegistry {
             db,
             staged: BTreeMap::new(),
         };
+        // Imported once: the marker is written in the import's own
+        // transaction, so a crash during it imports again next time.
+        let imported = {
+            let txn = registry.db.begin_read().map_err(storage)?;
+            let meta = txn.open_table(META).map_err(storage)?;
+            meta.get(SLED_IMPORTED).map_err(storage)?.is_some()
+        };
         let sled_dir = work_dir.join("registry");
-        if fresh && sled_dir.is_dir() {
+        if !imported && sled_dir.is_dir() {
             let old = SledRegistry::open(work_dir)?.recover()?;
             tracing::info!(agents = old.agents.len(), volumes_agents = old.resources.len(),
                 from = %sled_dir.display(), "importing the sled registry into registry.redb");
@@ -292,14 +300,14 @@ impl RedbRegistry {
     }
 
     fn import(&mut self, old: &Recovered) -> Result<(), RegistryError> {
-        let mut writes = Vec::new();
-        if let Some(id) = &old.previous_master {
-            writes.push(Write::Master(
-                MasterIdentity { id: id.clone() }.encode_to_vec(),
-            ));
-        }
         let txn = self.db.begin_write().map_err(storage)?;
         {
+            let mut meta = txn.open_table(META).map_err(storage)?;
+            if let Some(id) = &old.previous_master {
+                let record = MasterIdentity { id: id.clone() }.encode_to_vec();
+                meta.insert("master", record.as_slice()).map_err(storage)?;
+            }
+            meta.insert(SLED_IMPORTED, &b"1"[..]).map_err(storage)?;
             let mut agents = txn.open_table(AGENTS).map_err(storage)?;
             for (id, agent) in &old.agents {
                 agents
@@ -317,7 +325,7 @@ impl RedbRegistry {
             }
         }
         txn.commit().map_err(storage)?;
-        self.commit(writes)
+        Ok(())
     }
 
     /// Writes `writes` and everything staged in one transaction and

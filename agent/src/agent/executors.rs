@@ -492,6 +492,24 @@ impl Agent {
                 }
                 return;
             }
+            Some(_) if self.needs_new_volumes(framework_id, &executor_id, &tasks) => {
+                // Volumes are attached when a container starts; a running
+                // one cannot gain one, and a task writing to a plain
+                // sandbox directory would lose its data unnoticed.
+                for task in tasks {
+                    self.agent_update(
+                        framework_id,
+                        None,
+                        task.task_id,
+                        TaskState::TaskFailed,
+                        Reason::ContainerLaunchFailed,
+                        format!(
+                            "Persistent volumes can only be attached when an executor's container starts; executor '{executor_id}' is already running: launch the task with a new executor"
+                        ),
+                    );
+                }
+                return;
+            }
             Some(_) => {}
             None => {
                 if let Err(message) = self.new_executor(agent_id, framework_id, executor_info, kind)
@@ -842,6 +860,36 @@ impl Agent {
         executor.termination = Some((Reason::ContainerLaunchFailed, message));
         let container_id = executor.container_id.clone();
         self.executor_exited(framework_id, executor_id, &container_id, None);
+    }
+
+    /// Whether `tasks` use a volume the running container of `executor_id`
+    /// was not started with.
+    fn needs_new_volumes(
+        &self,
+        framework_id: &str,
+        executor_id: &str,
+        tasks: &[v1::TaskInfo],
+    ) -> bool {
+        let Some(executor) = self
+            .frameworks
+            .get(framework_id)
+            .and_then(|f| f.executors.get(executor_id))
+        else {
+            return false;
+        };
+        let mut attached: std::collections::BTreeSet<(String, String)> =
+            super::volumes::container_resources(executor)
+                .iter()
+                .filter_map(super::volumes::volume_key)
+                .collect();
+        for task in &executor.completed_tasks {
+            attached.extend(task.resources.iter().filter_map(super::volumes::volume_key));
+        }
+        tasks
+            .iter()
+            .flat_map(|t| t.resources.iter())
+            .filter_map(super::volumes::volume_key)
+            .any(|k| !attached.contains(&k))
     }
 
     fn launch_spec(

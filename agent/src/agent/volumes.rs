@@ -29,10 +29,41 @@ pub(crate) fn volume_key(r: &Resource) -> Option<(String, String)> {
     Some((reservation_role(r)?.to_string(), id))
 }
 
-/// A role as one path component: `/` of hierarchical roles is kept as a
-/// directory separator, as Mesos does.
+/// `<work_dir>/volumes/roles/<role>/<id>`, the role as one path component:
+/// the `/` of a hierarchical role becomes a space (as in Mesos), so the
+/// volumes of `dev/x` never sit inside volume `x` of role `dev`.
 pub(crate) fn volume_path(work_dir: &Path, role: &str, id: &str) -> PathBuf {
-    work_dir.join("volumes").join("roles").join(role).join(id)
+    work_dir
+        .join("volumes")
+        .join("roles")
+        .join(role.replace('/', " "))
+        .join(id)
+}
+
+/// A persistence id usable as one path component (the master checks the
+/// same; the agent does not take a path from the network on trust).
+fn safe_id(id: &str) -> bool {
+    !id.is_empty() && id != "." && id != ".." && !id.contains(['/', '\0'])
+}
+
+/// A `container_path` inside the sandbox: relative, no empty, `.` or `..`
+/// component.
+fn safe_container_path(path: &str) -> bool {
+    !path.is_empty()
+        && !path.starts_with('/')
+        && path
+            .split('/')
+            .all(|c| !c.is_empty() && c != "." && c != ".." && !c.contains('\0'))
+}
+
+/// The first volume of `resources` whose persistence id is not a safe
+/// path component.
+fn unsafe_volume(resources: &Resources) -> Option<String> {
+    resources
+        .iter()
+        .filter_map(volume_key)
+        .find(|(_, id)| !safe_id(id))
+        .map(|(_, id)| id)
 }
 
 impl Agent {
@@ -64,6 +95,12 @@ impl Agent {
         };
         let resources = Resources::new(message.resources)
             .map_err(|e| anyhow::anyhow!("{} holds invalid resources: {e}", path.display()))?;
+        if let Some(id) = unsafe_volume(&resources) {
+            anyhow::bail!(
+                "{} holds a volume with the unusable id {id:?}",
+                path.display()
+            );
+        }
         let statics = Resources::new(self.info.resources.clone()).unwrap_or_default();
         if let Err(e) = conversions::apply_checkpointed(&statics, &resources) {
             anyhow::bail!(
@@ -106,6 +143,12 @@ impl Agent {
                 return;
             }
         };
+        if let Some(id) = unsafe_volume(&new) {
+            tracing::error!(
+                "ignoring CheckpointResourcesMessage with a volume whose id {id:?} is not a safe directory name"
+            );
+            return;
+        }
         if let Some(bad) = new.iter().find(|r| !conversions::is_checkpointed(r)) {
             tracing::error!(resource = %mesos_common::resources::ResourceText(bad),
                 "ignoring CheckpointResourcesMessage holding a resource that is neither dynamically reserved nor a volume");
@@ -124,6 +167,34 @@ impl Agent {
         // an empty directory, which the next message finds and keeps.
         for (role, id) in new_keys.difference(&old_keys) {
             let dir = volume_path(self.layout.work_dir(), role, id);
+            // A directory left by an earlier volume of that role and id
+            // (destroyed while this agent was away, or from a wiped agent)
+            // is not handed to the new one: it is set aside.
+            let leftover = std::fs::read_dir(&dir).is_ok_and(|mut d| d.next().is_some());
+            if leftover {
+                let stale = self
+                    .layout
+                    .work_dir()
+                    .join("volumes")
+                    .join("stale")
+                    .join(format!(
+                        "{}-{id}-{}",
+                        role.replace('/', " "),
+                        uuid::Uuid::new_v4().simple()
+                    ));
+                let moved = stale
+                    .parent()
+                    .map_or(Ok(()), std::fs::create_dir_all)
+                    .and_then(|()| std::fs::rename(&dir, &stale));
+                match moved {
+                    Ok(()) => tracing::warn!(volume = %dir.display(), moved_to = %stale.display(),
+                        "a new volume's directory held data from an earlier one; set it aside"),
+                    Err(e) => {
+                        tracing::error!(volume = %dir.display(), "cannot set aside an earlier volume's data, not creating the volume: {e}");
+                        continue;
+                    }
+                }
+            }
             match std::fs::create_dir_all(&dir) {
                 Ok(()) => tracing::info!(volume = %dir.display(), "created persistent volume"),
                 Err(e) => {
@@ -168,6 +239,26 @@ impl Agent {
         bind: bool,
     ) -> Result<Vec<crate::sys::BindMount>, String> {
         let mut mounts = Vec::new();
+        // No volume may sit inside another's container path: the path to
+        // it would run through what tasks wrote into the outer one.
+        let paths: Vec<&str> = resources
+            .iter()
+            .filter(|r| conversions::is_persistent_volume(r))
+            .filter_map(|r| r.disk.as_ref()?.volume.as_ref())
+            .map(|v| v.container_path.trim_end_matches('/'))
+            .collect();
+        for (i, a) in paths.iter().enumerate() {
+            for b in &paths[i + 1..] {
+                let nested = |x: &str, y: &str| {
+                    x == y || y.strip_prefix(x).is_some_and(|rest| rest.starts_with('/'))
+                };
+                if nested(a, b) || nested(b, a) {
+                    return Err(format!(
+                        "Persistent volumes at container paths '{a}' and '{b}' overlap; each needs a path of its own"
+                    ));
+                }
+            }
+        }
         for r in resources
             .iter()
             .filter(|r| conversions::is_persistent_volume(r))
@@ -197,18 +288,17 @@ impl Agent {
                 .and_then(|d| d.volume.as_ref())
                 .map(|v| v.container_path.clone())
                 .unwrap_or_default();
-            if container_path.is_empty()
-                || container_path.starts_with('/')
-                || container_path.split('/').any(|c| c == "..")
-            {
+            let container_path = container_path.trim_end_matches('/').to_string();
+            if !safe_container_path(&container_path) {
                 return Err(format!(
                     "Persistent volume '{id}' has container_path '{container_path}', which is not a relative path inside the sandbox"
                 ));
             }
             if let Some((uid, gid)) = owner {
-                nix::unistd::chown(&dir, Some(uid), Some(gid)).map_err(|e| {
-                    format!("Failed to chown persistent volume {}: {e}", dir.display())
-                })?;
+                // Never through a link: the directory itself.
+                std::os::unix::fs::lchown(&dir, Some(uid.as_raw()), Some(gid.as_raw())).map_err(
+                    |e| format!("Failed to chown persistent volume {}: {e}", dir.display()),
+                )?;
             }
             let link = sandbox.join(&container_path);
             if let Some(parent) = link.parent() {
@@ -232,7 +322,7 @@ impl Agent {
                     )
                 })?;
                 if let Some((uid, gid)) = owner {
-                    nix::unistd::chown(&link, Some(uid), Some(gid))
+                    std::os::unix::fs::lchown(&link, Some(uid.as_raw()), Some(gid.as_raw()))
                         .map_err(|e| format!("Failed to chown {}: {e}", link.display()))?;
                 }
                 mounts.push(crate::sys::BindMount {
@@ -273,4 +363,35 @@ pub(crate) fn container_resources(executor: &super::Executor) -> Vec<v1::Resourc
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hierarchical_roles_never_nest_volume_directories() {
+        let root = Path::new("/w");
+        let outer = volume_path(root, "dev", "x");
+        let inner = volume_path(root, "dev/x", "y");
+        assert_eq!(inner, Path::new("/w/volumes/roles/dev x/y"));
+        assert!(
+            !inner.starts_with(&outer),
+            "{} inside {}",
+            inner.display(),
+            outer.display()
+        );
+    }
+
+    #[test]
+    fn ids_and_container_paths_that_leave_their_directory_are_refused() {
+        for id in ["", ".", "..", "a/b", "/etc", "a\0b"] {
+            assert!(!safe_id(id), "{id:?}");
+        }
+        assert!(safe_id("pv-1"));
+        for path in ["", ".", "/data", "a/../b", "a//b", "./a", "a/."] {
+            assert!(!safe_container_path(path), "{path:?}");
+        }
+        assert!(safe_container_path("data/inner"));
+    }
 }

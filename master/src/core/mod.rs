@@ -207,7 +207,7 @@ pub struct Master {
     /// Replies waiting for the next flush.
     durable_waiters: Vec<tokio::sync::oneshot::Sender<()>>,
     /// Framework events waiting for the next flush.
-    after_commit: Vec<(String, Event)>,
+    after_commit: Vec<operations::AfterCommit>,
     effects: Vec<Effect>,
     next_framework: u64,
     next_agent: u64,

@@ -36,6 +36,25 @@ pub enum OperationError {
     Conflict(String),
 }
 
+/// What waits for the next registry commit before anyone hears of it.
+#[derive(Debug)]
+pub enum AfterCommit {
+    /// An operation's status: recorded (for RECONCILE_OPERATIONS and
+    /// GET_OPERATIONS) and sent to its framework.
+    Operation {
+        /// The framework that sent it.
+        framework_id: String,
+        /// The agent it applied to.
+        agent_id: String,
+        /// The operation.
+        operation: Box<Operation>,
+        /// Its new status.
+        status: v1::OperationStatus,
+    },
+    /// AGENT_ADDED again, with the agent's new total, to operator streams.
+    AgentUpdated(String),
+}
+
 /// Resolves once the operation is in the registry on disk.
 pub type Durable = oneshot::Receiver<()>;
 
@@ -93,6 +112,17 @@ fn validate_reserve(
                 ));
             }
         }
+    }
+    if let Some(v) = reserve
+        .resources
+        .iter()
+        .chain(reserve.source.iter())
+        .find(|r| conversions::is_persistent_volume(r))
+    {
+        return Err(format!(
+            "Resource {} is a persistent volume: RESERVE cannot change a volume's reservations",
+            text(v)
+        ));
     }
     for r in &reserve.resources {
         if !conversions::is_dynamically_reserved(r) {
@@ -399,11 +429,14 @@ fn validate_shrink(shrink: &operation::ShrinkVolume, capabilities: &[i32]) -> Re
 }
 
 /// A volume's `container_path` names a place inside the sandbox: relative,
-/// non-empty, without `..`.
+/// non-empty, without empty, `.` or `..` components.
 fn is_relative_inside(path: &str) -> bool {
     !path.is_empty()
         && !path.starts_with('/')
-        && path.split('/').all(|c| c != ".." && !c.contains('\0'))
+        && path
+            .trim_end_matches('/')
+            .split('/')
+            .all(|c| !c.is_empty() && c != "." && c != ".." && !c.contains('\0'))
 }
 
 /// Copies `role` into every resource of the operation that has no
@@ -484,6 +517,24 @@ fn authorization_requests(op: &Operation) -> Vec<(Action, String, Option<String>
     if let Some(x) = &op.reserve {
         for r in &x.resources {
             out.push((Action::ReserveResources, role(r), None));
+        }
+        // Re-reserving takes the source's reservations away from whoever
+        // made them: that is an unreservation of each.
+        for r in x
+            .source
+            .iter()
+            .filter(|r| conversions::is_dynamically_reserved(r))
+        {
+            let reserver = r
+                .reservations
+                .last()
+                .and_then(|t| t.principal.clone())
+                .unwrap_or_default();
+            out.push((
+                Action::UnreserveResources,
+                reserver.clone(),
+                Some(reserver).filter(|p| !p.is_empty()),
+            ));
         }
     }
     if let Some(x) = &op.unreserve {
@@ -755,7 +806,8 @@ impl Master {
     ) -> Result<Durable, OperationError> {
         let name = conversions::operation_name(&op);
         let orphaned = self.agent_resources.contains_key(agent_id)
-            && !self.recovered_agents.contains_key(agent_id);
+            && !self.recovered_agents.contains_key(agent_id)
+            && !self.unreachable_agents.contains_key(agent_id);
         if !orphaned {
             return Err(OperationError::BadRequest(
                 "No agent found with specified ID".into(),
@@ -896,9 +948,12 @@ impl Master {
             }),
             resource_provider_id: None,
         };
-        self.record_operation(framework_id, agent_id, op, status.clone());
-        self.after_commit
-            .push((framework_id.to_string(), operation_event(status)));
+        self.after_commit.push(AfterCommit::Operation {
+            framework_id: framework_id.to_string(),
+            agent_id: agent_id.to_string(),
+            operation: Box::new(op.clone()),
+            status,
+        });
     }
 
     /// Tells the framework about an operation that has an `id`: now for a
@@ -924,12 +979,18 @@ impl Master {
             }),
             ..Default::default()
         };
-        self.record_operation(framework_id, agent_id, op, status.clone());
-        let event = operation_event(status);
         if durable {
-            self.after_commit.push((framework_id.to_string(), event));
-        } else if let Some(framework) = self.frameworks.get(framework_id) {
-            framework.send(&event);
+            self.after_commit.push(AfterCommit::Operation {
+                framework_id: framework_id.to_string(),
+                agent_id: agent_id.to_string(),
+                operation: Box::new(op.clone()),
+                status,
+            });
+            return;
+        }
+        self.record_operation(framework_id, agent_id, op, status.clone());
+        if let Some(framework) = self.frameworks.get(framework_id) {
+            framework.send(&operation_event(status));
         }
     }
 
@@ -999,7 +1060,8 @@ impl Master {
                 resources: checkpointed.into_vec(),
             },
         );
-        self.emit_agent_added(agent_id);
+        self.after_commit
+            .push(AfterCommit::AgentUpdated(agent_id.to_string()));
     }
 
     /// Records `resources` as the agent's dynamic reservations and volumes,
@@ -1033,7 +1095,13 @@ impl Master {
             tracing::warn!(%agent_id, "agent reported invalid checkpointed resources, ignoring them: {e}");
             Resources::default()
         });
-        let authoritative = if self.registry.is_durable() {
+        // The registry speaks for agents it knows (admitted before, or
+        // holding reservations); an agent it has no record of (a new master
+        // work dir, a moved master) keeps what it reports, which is adopted.
+        let known = self.recovered_agents.contains_key(agent_id)
+            || self.unreachable_agents.contains_key(agent_id)
+            || self.agent_resources.contains_key(agent_id);
+        let authoritative = if self.registry.is_durable() && known {
             self.checkpointed_resources(agent_id)
         } else {
             if reported != self.checkpointed_resources(agent_id) {
@@ -1149,9 +1217,20 @@ impl Master {
         for waiter in self.durable_waiters.drain(..) {
             let _ = waiter.send(());
         }
-        for (framework_id, event) in std::mem::take(&mut self.after_commit) {
-            if let Some(framework) = self.frameworks.get(&framework_id) {
-                framework.send(&event);
+        for item in std::mem::take(&mut self.after_commit) {
+            match item {
+                AfterCommit::Operation {
+                    framework_id,
+                    agent_id,
+                    operation,
+                    status,
+                } => {
+                    self.record_operation(&framework_id, &agent_id, &operation, status.clone());
+                    if let Some(framework) = self.frameworks.get(&framework_id) {
+                        framework.send(&operation_event(status));
+                    }
+                }
+                AfterCommit::AgentUpdated(agent_id) => self.emit_agent_added(&agent_id),
             }
         }
     }

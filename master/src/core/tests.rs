@@ -1563,3 +1563,49 @@ fn a_framework_reservation_with_an_id_is_reported_after_the_commit_and_reconcile
         "{states:?}"
     );
 }
+
+#[test]
+fn reserve_cannot_take_another_principals_volume_as_source_or_target() {
+    let now = Instant::now();
+    let (mut master, agent_id) = master_with_alices_volume(now);
+    let volume = master
+        .checkpointed_resources(&agent_id)
+        .into_vec()
+        .remove(0);
+    let mut bobs = volume.clone();
+    bobs.disk = None;
+    bobs.reservations = vec![v1::resource::ReservationInfo {
+        r#type: Some(v1::resource::reservation_info::Type::Dynamic as i32),
+        role: Some("bob".into()),
+        principal: Some("bob".into()),
+        labels: None,
+    }];
+    for (resources, source) in [
+        (vec![bobs.clone()], vec![volume.clone()]),
+        (vec![volume.clone()], vec![]),
+    ] {
+        let op = v1::offer::Operation {
+            r#type: Some(operation::Type::Reserve as i32),
+            reserve: Some(operation::Reserve { resources, source }),
+            ..Default::default()
+        };
+        match master.operator_operation(&agent_id, op, Some("bob"), now) {
+            Err(super::operations::OperationError::BadRequest(m)) => {
+                assert!(m.contains("is a persistent volume"), "{m}")
+            }
+            other => panic!("expected a 400, got {other:?}"),
+        }
+    }
+    assert_eq!(
+        master.checkpointed_resources(&agent_id).into_vec(),
+        vec![volume],
+        "alice's volume is untouched"
+    );
+}
+
+#[test]
+fn an_overlong_multibyte_persistence_id_is_refused_without_a_panic() {
+    let id = format!("{}é{}", "a".repeat(31), "b".repeat(300));
+    let err = super::validation::validate_id("Persistence ID", &id).expect_err("too long");
+    assert!(err.contains("longer than 255"), "{err}");
+}

@@ -147,13 +147,14 @@ pub fn validate_id(what: &str, id: &str) -> Result<(), String> {
         return Err(format!("{what} must not be empty"));
     }
     if id.len() > 255 {
-        return Err(format!(
-            "{what} '{}...' is longer than 255 characters",
-            &id[..32.min(id.len())]
-        ));
+        let head: String = id.chars().take(32).collect();
+        return Err(format!("{what} '{head}...' is longer than 255 characters"));
     }
     if id == "." || id == ".." {
         return Err(format!("{what} '{id}' is disallowed"));
+    }
+    if id.contains('\0') {
+        return Err(format!("{what} contains a NUL character"));
     }
     if id
         .chars()

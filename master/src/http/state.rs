@@ -329,7 +329,11 @@ pub fn orphaned_resources_json(master: &Master) -> Value {
     let mut ids: Vec<&String> = master
         .agent_resources
         .keys()
-        .filter(|id| !master.agents.contains_key(*id) && !master.recovered_agents.contains_key(*id))
+        .filter(|id| {
+            !master.agents.contains_key(*id)
+                && !master.recovered_agents.contains_key(*id)
+                && !master.unreachable_agents.contains_key(*id)
+        })
         .collect();
     ids.sort();
     Value::Array(

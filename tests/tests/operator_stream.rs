@@ -215,3 +215,56 @@ async fn operator_stream_shows_each_subscriber_only_what_it_may_view() {
         .await
         .expect("teardown");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_stream_reports_a_reservation_with_the_agents_new_total() {
+    let cluster = tokio::task::spawn_blocking(|| mesos_tests::Cluster::start(1))
+        .await
+        .expect("cluster");
+    let master = cluster.master_url();
+    let client = mesos_tests::operator_client();
+    let mut events = operator_events(&client, &master).await;
+    let first = tokio::time::timeout(Duration::from_secs(10), events.recv())
+        .await
+        .expect("SUBSCRIBED in time")
+        .expect("stream open");
+    let agent_id = first["subscribed"]["get_state"]["get_agents"]["agents"][0]["agent_info"]["id"]
+        ["value"]
+        .as_str()
+        .expect("agent id")
+        .to_string();
+    let reserve = serde_json::json!({
+        "type": "RESERVE_RESOURCES",
+        "reserve_resources": {
+            "agent_id": {"value": agent_id},
+            "resources": [{"name": "cpus", "type": "SCALAR", "scalar": {"value": 1.0},
+                "reservations": [{"type": "DYNAMIC", "role": "ops",
+                                  "principal": mesos_tests::OPERATOR_PRINCIPAL}]}]
+        }
+    });
+    let response = client
+        .post(format!("{master}/api/v1"))
+        .header("Content-Type", "application/json")
+        .header("Accept", "application/json")
+        .body(reserve.to_string())
+        .send()
+        .await
+        .expect("RESERVE_RESOURCES");
+    assert_eq!(response.status().as_u16(), 202);
+    let update = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(event) = events.recv().await {
+            if event["type"] == "AGENT_ADDED" {
+                return event;
+            }
+        }
+        Value::Null
+    })
+    .await
+    .expect("AGENT_ADDED after the reservation");
+    let total = &update["agent_added"]["agent"]["total_resources"];
+    let reserved = total
+        .as_array()
+        .is_some_and(|rs| rs.iter().any(|r| r["reservations"][0]["role"] == "ops"));
+    assert!(reserved, "{update}");
+    drop(cluster);
+}

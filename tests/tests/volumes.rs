@@ -794,3 +794,57 @@ fn static_reservations_from_resources_and_default_role_are_reserved_and_hold_vol
     assert_eq!(got, 400, "{body}");
     assert!(body.contains("is not dynamically reserved"), "{body}");
 }
+
+#[test]
+fn reserve_and_get_operations_work_in_protobuf_too() {
+    use mesos_proto::v1::master::{call, response, Call, Response};
+    use prost::Message;
+    let cluster = Cluster::start(1);
+    let agent_id = agent_json(&cluster)["id"].as_str().expect("id").to_string();
+    let mut cpus = mesos_proto::v1::Resource {
+        name: "cpus".into(),
+        r#type: mesos_proto::v1::value::Type::Scalar as i32,
+        scalar: Some(mesos_proto::v1::value::Scalar { value: 1.0 }),
+        ..Default::default()
+    };
+    cpus.reservations
+        .push(mesos_proto::v1::resource::ReservationInfo {
+            r#type: Some(mesos_proto::v1::resource::reservation_info::Type::Dynamic as i32),
+            role: Some("ops".into()),
+            principal: Some(mesos_tests::OPERATOR_PRINCIPAL.into()),
+            labels: None,
+        });
+    let reserve = Call {
+        r#type: Some(call::Type::ReserveResources as i32),
+        reserve_resources: Some(call::ReserveResources {
+            agent_id: mesos_proto::v1::AgentId { value: agent_id },
+            source: vec![],
+            resources: vec![cpus],
+        }),
+        ..Default::default()
+    };
+    let post = |c: &Call| {
+        reqwest::blocking::Client::new()
+            .post(format!("{}/api/v1", cluster.master_url()))
+            .header("Authorization", operator_auth())
+            .header("Content-Type", "application/x-protobuf")
+            .header("Accept", "application/x-protobuf")
+            .body(c.encode_to_vec())
+            .send()
+            .expect("POST /api/v1")
+    };
+    let r = post(&reserve);
+    assert_eq!(r.status().as_u16(), 202);
+    assert_eq!(
+        agent_json(&cluster)["reserved_resources"]["ops"]["cpus"],
+        json!(1.0)
+    );
+    let r = post(&Call {
+        r#type: Some(call::Type::GetOperations as i32),
+        ..Default::default()
+    });
+    assert_eq!(r.status().as_u16(), 200);
+    let decoded = Response::decode(r.bytes().expect("body")).expect("a protobuf Response");
+    assert_eq!(decoded.r#type, Some(response::Type::GetOperations as i32));
+    assert!(decoded.get_operations.is_some());
+}

@@ -420,11 +420,11 @@ fn agent_killed_while_a_task_writes_to_a_volume_keeps_the_volume_and_every_write
             "--volume-id",
             "pv-kill",
             "--timeout",
-            "240",
+            "400",
             "--writer-extra",
-            "for i in $(seq 1 600); do echo $i >> data/log; sleep 0.1; done",
+            "for i in $(seq 1 2400); do echo $i >> data/log; sleep 0.05; done",
             "--reader-extra",
-            "test $(wc -l < data/log) -eq 600 && test $(tail -1 data/log) -eq 600",
+            "test $(wc -l < data/log) -eq 2400 && test $(tail -1 data/log) -eq 2400",
         ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -486,7 +486,7 @@ fn agent_killed_while_a_task_writes_to_a_volume_keeps_the_volume_and_every_write
         wait_until(Duration::from_secs(30), "the writer to go on", || {
             lines() > before + 2
         });
-        assert!(lines() < 600, "kill {kill}: the writer finished too early");
+        assert!(lines() < 2400, "kill {kill}: the writer finished too early");
     }
     let output = child.wait_with_output().expect("pymesos exits");
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -503,7 +503,7 @@ fn agent_killed_while_a_task_writes_to_a_volume_keeps_the_volume_and_every_write
         "the volume round trip across an agent kill failed: {stdout}\n{stderr}\n{}",
         cluster.logs()
     );
-    // The reader saw all 600 lines: nothing written before, during or after
+    // The reader saw all 2,400 lines: nothing written before, during or after
     // the agent's death was lost, and the volume was not recreated empty.
     let reader_finished = result["updates"].as_array().is_some_and(|u| {
         u.iter()

@@ -128,7 +128,8 @@ fn main() {
         );
         println!(
             "mesos-local: authorization: {} grants operator every action, and framework the \
-             roles *, framework and framework/... and tasks as {} (edit it and restart to change it)",
+             roles *, framework and framework/..., tasks as {}, and reservations and volumes of its own \
+             in those roles (edit it and restart to change it)",
             acls.display(),
             task_users().join(" or "),
         );

@@ -85,6 +85,28 @@ impl RawFile {
     }
 }
 
+/// Stages `record` for agents `first..first + count`, committing after each
+/// one when `each`, else once at the end (group commit).
+fn mutate(
+    registry: &mut dyn Registry,
+    record: &[Resource],
+    first: usize,
+    count: usize,
+    each: bool,
+) {
+    for i in first..first + count {
+        registry
+            .stage_resources(&format!("agent-{i}"), record)
+            .expect("stage");
+        if each {
+            registry.sync().expect("sync");
+        }
+    }
+    if !each {
+        registry.sync().expect("sync");
+    }
+}
+
 fn percentiles(mut samples: Vec<Duration>) -> (Duration, Duration) {
     samples.sort();
     let at = |q: f64| samples[((samples.len() as f64 * q) as usize).min(samples.len() - 1)];
@@ -122,31 +144,14 @@ fn main() {
         group.bench_function("mutation", |b| {
             b.iter(|| {
                 n += 1;
-                registry
-                    .stage_resources(&format!("agent-{}", n % 1000), &record)
-                    .expect("stage");
-                registry.sync().expect("sync");
+                mutate(registry.as_mut(), &record, n % 1000, 1, true)
             })
         });
         group.bench_function("64_one_at_a_time", |b| {
-            b.iter(|| {
-                for i in 0..64 {
-                    registry
-                        .stage_resources(&format!("agent-{i}"), &record)
-                        .expect("stage");
-                    registry.sync().expect("sync");
-                }
-            })
+            b.iter(|| mutate(registry.as_mut(), &record, 0, 64, true))
         });
         group.bench_function("64_group_commit", |b| {
-            b.iter(|| {
-                for i in 0..64 {
-                    registry
-                        .stage_resources(&format!("agent-{i}"), &record)
-                        .expect("stage");
-                }
-                registry.sync().expect("sync");
-            })
+            b.iter(|| mutate(registry.as_mut(), &record, 0, 64, false))
         });
         group.finish();
 
@@ -201,32 +206,19 @@ fn main() {
             raw.write();
             raw_samples.push(t.elapsed());
             let t = Instant::now();
-            registry
-                .stage_resources(&format!("agent-{}", i % 1000), &record)
-                .expect("stage");
-            registry.sync().expect("sync");
+            mutate(registry.as_mut(), &record, i % 1000, 1, true);
             samples.push(t.elapsed());
         }
         let (raw50, raw99) = percentiles(raw_samples);
         let (s50, s99) = percentiles(samples);
         let t = Instant::now();
         for _ in 0..20 {
-            for i in 0..64 {
-                registry
-                    .stage_resources(&format!("agent-{i}"), &record)
-                    .expect("stage");
-                registry.sync().expect("sync");
-            }
+            mutate(registry.as_mut(), &record, 0, 64, true);
         }
         let one = t.elapsed();
         let t = Instant::now();
         for _ in 0..20 {
-            for i in 0..64 {
-                registry
-                    .stage_resources(&format!("agent-{i}"), &record)
-                    .expect("stage");
-            }
-            registry.sync().expect("sync");
+            mutate(registry.as_mut(), &record, 0, 64, false);
         }
         let grouped = t.elapsed();
         summary.push(format!(

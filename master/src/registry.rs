@@ -57,6 +57,55 @@ pub struct Recovered {
     pub resources: BTreeMap<String, Vec<Resource>>,
 }
 
+impl Recovered {
+    /// Decodes the stored records; a record that does not decode is
+    /// reported with its key.
+    fn decode<B: AsRef<[u8]>>(
+        master: Option<B>,
+        agents: Vec<(String, B)>,
+        resources: Vec<(String, B)>,
+    ) -> Result<Self, RegistryError> {
+        let previous_master = match master {
+            Some(bytes) => Some(decode::<MasterIdentity>("master".into(), bytes.as_ref())?.id),
+            None => None,
+        };
+        let mut out = Recovered {
+            previous_master,
+            ..Default::default()
+        };
+        for (key, value) in agents {
+            let agent = decode(format!("agents/{key}"), value.as_ref())?;
+            out.agents.insert(key, agent);
+        }
+        for (key, value) in resources {
+            let record: AgentResources = decode(format!("resources/{key}"), value.as_ref())?;
+            out.resources.insert(key, record.resources);
+        }
+        Ok(out)
+    }
+}
+
+fn decode<M: Message + Default>(key: String, bytes: &[u8]) -> Result<M, RegistryError> {
+    M::decode(bytes).map_err(|e| RegistryError::Corrupt {
+        key,
+        reason: e.to_string(),
+    })
+}
+
+/// An agent's admission record and the id it is stored under.
+fn admitted(info: &AgentInfo, registered_time: f64) -> (String, AdmittedAgent) {
+    let id = info
+        .id
+        .as_ref()
+        .map(|i| i.value.clone())
+        .unwrap_or_default();
+    let record = AdmittedAgent {
+        info: info.clone(),
+        registered_time: Some(registered_time),
+    };
+    (id, record)
+}
+
 /// The registry operations the master depends on.
 pub trait Registry: Send + 'static {
     /// Reads everything stored.
@@ -134,44 +183,19 @@ fn is_lock_contention(e: &std::io::Error) -> bool {
 
 impl Registry for SledRegistry {
     fn recover(&mut self) -> Result<Recovered, RegistryError> {
-        let previous_master = match self.db.get(MASTER_KEY)? {
-            Some(bytes) => Some(
-                MasterIdentity::decode(bytes.as_ref())
-                    .map_err(|e| RegistryError::Corrupt {
-                        key: "master".into(),
-                        reason: e.to_string(),
-                    })?
-                    .id,
-            ),
-            None => None,
+        let entries = |tree: &sled::Tree| {
+            tree.iter()
+                .map(|entry| {
+                    let (key, value) = entry?;
+                    Ok((String::from_utf8_lossy(&key).into_owned(), value))
+                })
+                .collect::<Result<Vec<_>, RegistryError>>()
         };
-        let mut agents = BTreeMap::new();
-        for entry in self.agents.iter() {
-            let (key, value) = entry?;
-            let key = String::from_utf8_lossy(&key).into_owned();
-            let agent =
-                AdmittedAgent::decode(value.as_ref()).map_err(|e| RegistryError::Corrupt {
-                    key: format!("agents/{key}"),
-                    reason: e.to_string(),
-                })?;
-            agents.insert(key, agent);
-        }
-        let mut resources = BTreeMap::new();
-        for entry in self.resources.iter() {
-            let (key, value) = entry?;
-            let key = String::from_utf8_lossy(&key).into_owned();
-            let record =
-                AgentResources::decode(value.as_ref()).map_err(|e| RegistryError::Corrupt {
-                    key: format!("resources/{key}"),
-                    reason: e.to_string(),
-                })?;
-            resources.insert(key, record.resources);
-        }
-        Ok(Recovered {
-            previous_master,
-            agents,
-            resources,
-        })
+        Recovered::decode(
+            self.db.get(MASTER_KEY)?,
+            entries(&self.agents)?,
+            entries(&self.resources)?,
+        )
     }
 
     fn set_master(&mut self, id: &str) -> Result<(), RegistryError> {
@@ -182,15 +206,7 @@ impl Registry for SledRegistry {
     }
 
     fn admit_agent(&mut self, info: &AgentInfo, registered_time: f64) -> Result<(), RegistryError> {
-        let id = info
-            .id
-            .as_ref()
-            .map(|i| i.value.clone())
-            .unwrap_or_default();
-        let record = AdmittedAgent {
-            info: info.clone(),
-            registered_time: Some(registered_time),
-        };
+        let (id, record) = admitted(info, registered_time);
         self.agents.insert(id.as_bytes(), record.encode_to_vec())?;
         self.agents.flush()?;
         Ok(())
@@ -372,55 +388,24 @@ impl Registry for RedbRegistry {
     fn recover(&mut self) -> Result<Recovered, RegistryError> {
         use redb::ReadableTable;
         let txn = self.db.begin_read().map_err(storage)?;
-        let meta = txn.open_table(META).map_err(storage)?;
-        let previous_master = match meta.get("master").map_err(storage)? {
-            Some(bytes) => Some(
-                MasterIdentity::decode(bytes.value())
-                    .map_err(|e| RegistryError::Corrupt {
-                        key: "master".into(),
-                        reason: e.to_string(),
-                    })?
-                    .id,
-            ),
-            None => None,
+        let master = txn
+            .open_table(META)
+            .map_err(storage)?
+            .get("master")
+            .map_err(storage)?
+            .map(|bytes| bytes.value().to_vec());
+        let entries = |table: redb::TableDefinition<&str, &[u8]>| -> Result<Vec<(String, Vec<u8>)>, RegistryError> {
+            txn.open_table(table)
+                .map_err(storage)?
+                .iter()
+                .map_err(storage)?
+                .map(|entry| {
+                    let (key, value) = entry.map_err(storage)?;
+                    Ok((key.value().to_string(), value.value().to_vec()))
+                })
+                .collect()
         };
-        let mut agents = BTreeMap::new();
-        for entry in txn
-            .open_table(AGENTS)
-            .map_err(storage)?
-            .iter()
-            .map_err(storage)?
-        {
-            let (key, value) = entry.map_err(storage)?;
-            let key = key.value().to_string();
-            let agent =
-                AdmittedAgent::decode(value.value()).map_err(|e| RegistryError::Corrupt {
-                    key: format!("agents/{key}"),
-                    reason: e.to_string(),
-                })?;
-            agents.insert(key, agent);
-        }
-        let mut resources = BTreeMap::new();
-        for entry in txn
-            .open_table(RESOURCES)
-            .map_err(storage)?
-            .iter()
-            .map_err(storage)?
-        {
-            let (key, value) = entry.map_err(storage)?;
-            let key = key.value().to_string();
-            let record =
-                AgentResources::decode(value.value()).map_err(|e| RegistryError::Corrupt {
-                    key: format!("resources/{key}"),
-                    reason: e.to_string(),
-                })?;
-            resources.insert(key, record.resources);
-        }
-        Ok(Recovered {
-            previous_master,
-            agents,
-            resources,
-        })
+        Recovered::decode(master, entries(AGENTS)?, entries(RESOURCES)?)
     }
 
     fn set_master(&mut self, id: &str) -> Result<(), RegistryError> {
@@ -429,15 +414,7 @@ impl Registry for RedbRegistry {
     }
 
     fn admit_agent(&mut self, info: &AgentInfo, registered_time: f64) -> Result<(), RegistryError> {
-        let id = info
-            .id
-            .as_ref()
-            .map(|i| i.value.clone())
-            .unwrap_or_default();
-        let record = AdmittedAgent {
-            info: info.clone(),
-            registered_time: Some(registered_time),
-        };
+        let (id, record) = admitted(info, registered_time);
         self.commit(vec![Write::Agent(&id, Some(record.encode_to_vec()))])
     }
 
@@ -485,18 +462,8 @@ impl Registry for InMemoryRegistry {
     }
 
     fn admit_agent(&mut self, info: &AgentInfo, registered_time: f64) -> Result<(), RegistryError> {
-        let id = info
-            .id
-            .as_ref()
-            .map(|i| i.value.clone())
-            .unwrap_or_default();
-        self.state.agents.insert(
-            id,
-            AdmittedAgent {
-                info: info.clone(),
-                registered_time: Some(registered_time),
-            },
-        );
+        let (id, record) = admitted(info, registered_time);
+        self.state.agents.insert(id, record);
         Ok(())
     }
 

@@ -733,6 +733,17 @@ pub fn python() -> Option<PathBuf> {
     venv.exists().then_some(venv)
 }
 
+/// [`python`], or `None` after printing why the test skips.
+pub fn pymesos_or_skip() -> Option<PathBuf> {
+    let p = python();
+    if p.is_none() {
+        eprintln!(
+            "SKIP: no Python with pymesos (set MESOS_TEST_PYTHON or run scripts/setup-python.sh)"
+        );
+    }
+    p
+}
+
 /// Path of a script under `tests/python`.
 pub fn script(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -39,19 +39,30 @@ async fn operator_events(client: &reqwest::Client, master: &str) -> mpsc::Unboun
     rx
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn operator_stream_shows_a_framework_and_its_task_running() {
+/// A one-agent cluster, an operator client, and its event stream with the
+/// first event (SUBSCRIBED) taken off.
+async fn subscribed_to_one_agent() -> (
+    mesos_tests::Cluster,
+    reqwest::Client,
+    mpsc::UnboundedReceiver<Value>,
+    Value,
+) {
     let cluster = tokio::task::spawn_blocking(|| mesos_tests::Cluster::start(1))
         .await
         .expect("cluster");
-    let master = cluster.master_url();
     let client = mesos_tests::operator_client();
-    let mut events = operator_events(&client, &master).await;
-
+    let mut events = operator_events(&client, &cluster.master_url()).await;
     let first = tokio::time::timeout(Duration::from_secs(10), events.recv())
         .await
         .expect("SUBSCRIBED in time")
         .expect("stream open");
+    (cluster, client, events, first)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_stream_shows_a_framework_and_its_task_running() {
+    let (cluster, _client, mut events, first) = subscribed_to_one_agent().await;
+    let master = cluster.master_url();
     assert_eq!(first["type"], "SUBSCRIBED", "{first}");
     assert_eq!(first["subscribed"]["heartbeat_interval_seconds"], 15.0);
     let agents = &first["subscribed"]["get_state"]["get_agents"]["agents"];
@@ -218,16 +229,8 @@ async fn operator_stream_shows_each_subscriber_only_what_it_may_view() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operator_stream_reports_a_reservation_with_the_agents_new_total() {
-    let cluster = tokio::task::spawn_blocking(|| mesos_tests::Cluster::start(1))
-        .await
-        .expect("cluster");
+    let (cluster, client, mut events, first) = subscribed_to_one_agent().await;
     let master = cluster.master_url();
-    let client = mesos_tests::operator_client();
-    let mut events = operator_events(&client, &master).await;
-    let first = tokio::time::timeout(Duration::from_secs(10), events.recv())
-        .await
-        .expect("SUBSCRIBED in time")
-        .expect("stream open");
     let agent_id = first["subscribed"]["get_state"]["get_agents"]["agents"][0]["agent_info"]["id"]
         ["value"]
         .as_str()
@@ -266,5 +269,7 @@ async fn operator_stream_reports_a_reservation_with_the_agents_new_total() {
         .as_array()
         .is_some_and(|rs| rs.iter().any(|r| r["reservations"][0]["role"] == "ops"));
     assert!(reserved, "{update}");
-    drop(cluster);
+    tokio::task::spawn_blocking(move || drop(cluster))
+        .await
+        .expect("teardown");
 }

@@ -4,18 +4,8 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use mesos_tests::{get_json, python, script, wait_until, Cluster};
+use mesos_tests::{get_json, script, wait_until, Cluster};
 use serde_json::Value;
-
-fn pymesos_or_skip() -> Option<std::path::PathBuf> {
-    let p = python();
-    if p.is_none() {
-        eprintln!(
-            "SKIP: no Python with pymesos (set MESOS_TEST_PYTHON or run scripts/setup-python.sh)"
-        );
-    }
-    p
-}
 
 /// Finds the sandbox of `task_id` in the agent's /state.
 fn sandbox_of(agent_url: &str, task_id: &str) -> Option<String> {
@@ -24,7 +14,7 @@ fn sandbox_of(agent_url: &str, task_id: &str) -> Option<String> {
 
 #[test]
 fn pymesos_runs_echo_tasks_to_finished_and_stdout_is_readable() {
-    let Some(python) = pymesos_or_skip() else {
+    let Some(python) = mesos_tests::pymesos_or_skip() else {
         return;
     };
     let cluster = Cluster::start(1);
@@ -185,7 +175,7 @@ fn task_state(cluster: &Cluster, task_id: &str) -> Option<String> {
 
 #[test]
 fn master_sigkill_and_restart_keeps_the_running_task() {
-    let Some(python) = pymesos_or_skip() else {
+    let Some(python) = mesos_tests::pymesos_or_skip() else {
         return;
     };
     let mut cluster = Cluster::start(1);
@@ -221,7 +211,7 @@ fn master_sigkill_and_restart_keeps_the_running_task() {
 
 #[test]
 fn agent_sigkill_and_restart_keeps_the_task_and_delivers_its_end_once() {
-    let Some(python) = pymesos_or_skip() else {
+    let Some(python) = mesos_tests::pymesos_or_skip() else {
         return;
     };
     let mut cluster = Cluster::start(1);

@@ -4,7 +4,7 @@
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use mesos_tests::{get_json, operator_auth, python, script, wait_until, Cluster};
+use mesos_tests::{get_json, operator_auth, script, wait_until, Cluster};
 use serde_json::{json, Value};
 
 fn post_form(url: &str, pairs: &[(&str, &str)], authorization: Option<&str>) -> (u16, String) {
@@ -41,16 +41,10 @@ fn volume(id: &str, size: f64, role: &str, principal: &str) -> Value {
     v
 }
 
-#[test]
-fn pymesos_reserves_creates_writes_reads_destroys_and_unreserves() {
-    let Some(python) = python() else {
-        eprintln!(
-            "SKIP: no Python with pymesos (set MESOS_TEST_PYTHON or run scripts/setup-python.sh)"
-        );
-        return;
-    };
-    // As root the agent runs containers with the linux launcher, which
-    // bind-mounts volumes in the container's own mount namespace.
+/// A cluster of one agent for the pymesos volume tests. As root the agent
+/// runs containers with the linux launcher, which bind-mounts volumes in
+/// the container's own mount namespace; the flag says which.
+fn volume_cluster() -> (Cluster, bool) {
     let linux = nix::unistd::geteuid().is_root();
     if !linux {
         eprintln!("NOTE: not root: the posix launcher links volumes instead of mounting them");
@@ -62,25 +56,22 @@ fn pymesos_reserves_creates_writes_reads_destroys_and_unreserves() {
     cluster.start_master();
     cluster.add_agent();
     cluster.wait_for_agents(1);
-    let output = Command::new(&python)
+    (cluster, linux)
+}
+
+/// `pymesos_volume.py` as the framework principal, in role `storage`.
+fn volume_script(python: &std::path::Path, cluster: &Cluster) -> Command {
+    let mut command = Command::new(python);
+    command
         .env("MESOS_PRINCIPAL", mesos_tests::FRAMEWORK_PRINCIPAL)
         .env("MESOS_SECRET", mesos_tests::FRAMEWORK_SECRET)
         .arg(script("pymesos_volume.py"))
-        .args([
-            "--master",
-            &cluster.master_address(),
-            "--role",
-            "storage",
-            "--volume-id",
-            "pv-1",
-            "--token",
-            "t0k3n-42",
-            "--timeout",
-            "90",
-        ])
-        .stderr(Stdio::piped())
-        .output()
-        .expect("run pymesos");
+        .args(["--master", &cluster.master_address(), "--role", "storage"]);
+    command
+}
+
+/// The script's final line, after checking it exited 0 with "ok".
+fn round_trip(output: &std::process::Output, cluster: &Cluster) -> Value {
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     let result: Value = serde_json::from_str(stdout.lines().last().unwrap_or_default())
@@ -92,9 +83,31 @@ fn pymesos_reserves_creates_writes_reads_destroys_and_unreserves() {
         });
     assert!(
         output.status.success() && result["result"] == "ok",
-        "volume round trip failed: {stdout}\n{stderr}\n{}",
+        "the volume round trip failed: {stdout}\n{stderr}\n{}",
         cluster.logs()
     );
+    result
+}
+
+#[test]
+fn pymesos_reserves_creates_writes_reads_destroys_and_unreserves() {
+    let Some(python) = mesos_tests::pymesos_or_skip() else {
+        return;
+    };
+    let (cluster, linux) = volume_cluster();
+    let output = volume_script(&python, &cluster)
+        .args([
+            "--volume-id",
+            "pv-1",
+            "--token",
+            "t0k3n-42",
+            "--timeout",
+            "90",
+        ])
+        .stderr(Stdio::piped())
+        .output()
+        .expect("run pymesos");
+    let result = round_trip(&output, &cluster);
     let finished = |task: &str| {
         result["updates"].as_array().is_some_and(|u| {
             u.iter()
@@ -395,28 +408,12 @@ fn operator_endpoints_reserve_create_survive_a_master_kill_then_destroy_and_unre
 
 #[test]
 fn agent_killed_while_a_task_writes_to_a_volume_keeps_the_volume_and_every_write() {
-    let Some(python) = python() else {
-        eprintln!(
-            "SKIP: no Python with pymesos (set MESOS_TEST_PYTHON or run scripts/setup-python.sh)"
-        );
+    let Some(python) = mesos_tests::pymesos_or_skip() else {
         return;
     };
-    let mut cluster = Cluster::prepare(&[]);
-    if nix::unistd::geteuid().is_root() {
-        cluster.agent_args.push("--launcher=linux".into());
-    }
-    cluster.start_master();
-    cluster.add_agent();
-    cluster.wait_for_agents(1);
-    let child = Command::new(&python)
-        .env("MESOS_PRINCIPAL", mesos_tests::FRAMEWORK_PRINCIPAL)
-        .env("MESOS_SECRET", mesos_tests::FRAMEWORK_SECRET)
-        .arg(script("pymesos_volume.py"))
+    let (mut cluster, _) = volume_cluster();
+    let child = volume_script(&python, &cluster)
         .args([
-            "--master",
-            &cluster.master_address(),
-            "--role",
-            "storage",
             "--volume-id",
             "pv-kill",
             "--timeout",
@@ -489,20 +486,7 @@ fn agent_killed_while_a_task_writes_to_a_volume_keeps_the_volume_and_every_write
         assert!(lines() < 2400, "kill {kill}: the writer finished too early");
     }
     let output = child.wait_with_output().expect("pymesos exits");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    let result: Value = serde_json::from_str(stdout.lines().last().unwrap_or_default())
-        .unwrap_or_else(|e| {
-            panic!(
-                "no result line ({e}): {stdout}\n{stderr}\n{}",
-                cluster.logs()
-            )
-        });
-    assert!(
-        output.status.success() && result["result"] == "ok",
-        "the volume round trip across an agent kill failed: {stdout}\n{stderr}\n{}",
-        cluster.logs()
-    );
+    let result = round_trip(&output, &cluster);
     // The reader saw all 2,400 lines: nothing written before, during or after
     // the agent's death was lost, and the volume was not recreated empty.
     let reader_finished = result["updates"].as_array().is_some_and(|u| {

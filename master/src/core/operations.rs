@@ -92,6 +92,34 @@ fn persistence_principal(r: &Resource) -> Option<&str> {
         .and_then(|p| p.principal.as_deref())
 }
 
+/// Mesos's capability checks for a reservation on an agent: a
+/// hierarchical role needs HIERARCHICAL_ROLE, a refined one
+/// RESERVATION_REFINEMENT. `what` and `done` fill Mesos's message
+/// ("Resource ... cannot be reserved", "Volume ... cannot be created").
+fn agent_can_hold(
+    r: &Resource,
+    capabilities: &[i32],
+    what: &str,
+    done: &str,
+) -> Result<(), String> {
+    let role = reservation_role(r).unwrap_or("*");
+    if role.contains('/') && !has_capability(capabilities, AgentCapability::HierarchicalRole) {
+        return Err(format!(
+            "{what} {} with reservation for hierarchical role '{role}' cannot be {done} on an agent without HIERARCHICAL_ROLE capability",
+            text(r)
+        ));
+    }
+    if r.reservations.len() > 1
+        && !has_capability(capabilities, AgentCapability::ReservationRefinement)
+    {
+        return Err(format!(
+            "{what} {} with reservation refinement cannot be {done} on an agent without RESERVATION_REFINEMENT capability",
+            text(r)
+        ));
+    }
+    Ok(())
+}
+
 fn validate_reserve(
     reserve: &operation::Reserve,
     caller: &Caller,
@@ -129,20 +157,7 @@ fn validate_reserve(
             return Err(format!("Resource {} is not dynamically reserved", text(r)));
         }
         let role = reservation_role(r).unwrap_or("*");
-        if role.contains('/') && !has_capability(capabilities, AgentCapability::HierarchicalRole) {
-            return Err(format!(
-                "Resource {} with reservation for hierarchical role '{role}' cannot be reserved on an agent without HIERARCHICAL_ROLE capability",
-                text(r)
-            ));
-        }
-        if r.reservations.len() > 1
-            && !has_capability(capabilities, AgentCapability::ReservationRefinement)
-        {
-            return Err(format!(
-                "Resource {} with reservation refinement cannot be reserved on an agent without RESERVATION_REFINEMENT capability",
-                text(r)
-            ));
-        }
+        agent_can_hold(r, capabilities, "Resource", "reserved")?;
         if let Some(principal) = caller.principal {
             let top = r.reservations.last();
             match top.and_then(|t| t.principal.as_deref()) {
@@ -303,21 +318,7 @@ fn validate_create(
         ids.push(key);
     }
     for v in &create.volumes {
-        let role = reservation_role(v).unwrap_or("*");
-        if role.contains('/') && !has_capability(capabilities, AgentCapability::HierarchicalRole) {
-            return Err(format!(
-                "Volume {} with reservation for hierarchical role '{role}' cannot be created on an agent without HIERARCHICAL_ROLE capability",
-                text(v)
-            ));
-        }
-        if v.reservations.len() > 1
-            && !has_capability(capabilities, AgentCapability::ReservationRefinement)
-        {
-            return Err(format!(
-                "Volume {} with reservation refinement cannot be created on an agent without RESERVATION_REFINEMENT capability",
-                text(v)
-            ));
-        }
+        agent_can_hold(v, capabilities, "Volume", "created")?;
         if let Some(principal) = caller.principal {
             match persistence_principal(v) {
                 None => return Err(format!(
@@ -509,6 +510,14 @@ fn require_body(op: &Operation) -> Result<(), String> {
     })
 }
 
+/// The principal of `r`'s most refined reservation ("" if none).
+fn reserver(r: &Resource) -> String {
+    r.reservations
+        .last()
+        .and_then(|t| t.principal.clone())
+        .unwrap_or_default()
+}
+
 /// The ACL checks of one operation: (action, object, owner) for each
 /// resource it touches.
 fn authorization_requests(op: &Operation) -> Vec<(Action, String, Option<String>)> {
@@ -525,11 +534,7 @@ fn authorization_requests(op: &Operation) -> Vec<(Action, String, Option<String>
             .iter()
             .filter(|r| conversions::is_dynamically_reserved(r))
         {
-            let reserver = r
-                .reservations
-                .last()
-                .and_then(|t| t.principal.clone())
-                .unwrap_or_default();
+            let reserver = reserver(r);
             out.push((
                 Action::UnreserveResources,
                 reserver.clone(),
@@ -539,11 +544,7 @@ fn authorization_requests(op: &Operation) -> Vec<(Action, String, Option<String>
     }
     if let Some(x) = &op.unreserve {
         for r in &x.resources {
-            let reserver = r
-                .reservations
-                .last()
-                .and_then(|t| t.principal.clone())
-                .unwrap_or_default();
+            let reserver = reserver(r);
             out.push((
                 Action::UnreserveResources,
                 reserver.clone(),

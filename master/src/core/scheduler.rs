@@ -896,13 +896,23 @@ impl Master {
         if let Some(framework) = self.frameworks.get(framework_id) {
             let user = super::authz::task_user(&task, &framework.info.user).to_string();
             let principal = framework.principal.clone();
-            if let Err(denied) = self.config.authz.run_task(principal.as_deref(), &user) {
-                // Mesos's text, typo included, then the rule that decided.
-                let message = format!(
+            // Mesos's text, typo included, then the rule that decided; then
+            // the volumes the task would use.
+            let denial = match self.config.authz.run_task(principal.as_deref(), &user) {
+                Err(denied) => Some(format!(
                     "Principal '{}' no authorized to launch task {task_id} of framework {framework_id} under user '{user}': {}",
                     principal.as_deref().unwrap_or(""),
                     denied.explanation
-                );
+                )),
+                Ok(()) => self.volume_denial(
+                    principal.as_deref(),
+                    &task_id,
+                    task.resources
+                        .iter()
+                        .chain(task.executor.iter().flat_map(|e| e.resources.iter())),
+                ),
+            };
+            if let Some(message) = denial {
                 self.counters.tasks_error += 1;
                 framework.send(&update_event(master_status(
                     &task_id,
@@ -911,25 +921,6 @@ impl Master {
                     Reason::TaskUnauthorized,
                     message,
                 )));
-                return;
-            }
-            if let Some(message) = self.volume_denial(
-                principal.as_deref(),
-                &task_id,
-                task.resources
-                    .iter()
-                    .chain(task.executor.iter().flat_map(|e| e.resources.iter())),
-            ) {
-                self.counters.tasks_error += 1;
-                if let Some(framework) = self.frameworks.get(framework_id) {
-                    framework.send(&update_event(master_status(
-                        &task_id,
-                        Some(agent_id),
-                        TaskState::TaskError,
-                        Reason::TaskUnauthorized,
-                        message,
-                    )));
-                }
                 return;
             }
         }
@@ -1091,32 +1082,24 @@ impl Master {
                             .map(|denied| (task.task_id.value.clone(), user, denied))
                     })
             });
-            let volume_denial = tasks.iter().find_map(|task| {
-                self.volume_denial(
-                    principal.as_deref(),
-                    &task.task_id.value,
-                    task.resources.iter().chain(executor.resources.iter()),
-                )
-            });
-            if let Some(message) = volume_denial {
-                for task in &tasks {
-                    framework.send(&update_event(master_status(
+            let volume_denial = || {
+                tasks.iter().find_map(|task| {
+                    self.volume_denial(
+                        principal.as_deref(),
                         &task.task_id.value,
-                        Some(agent_id),
-                        TaskState::TaskError,
-                        Reason::TaskGroupUnauthorized,
-                        message.clone(),
-                    )));
-                }
-                self.counters.tasks_error += tasks.len() as u64;
-                return;
-            }
-            if let Some((task_id, user, denied)) = denial {
-                let message = format!(
+                        task.resources.iter().chain(executor.resources.iter()),
+                    )
+                })
+            };
+            let message = match denial {
+                Some((task_id, user, denied)) => Some(format!(
                     "Principal '{}' no authorized to launch task {task_id} of framework {framework_id} under user '{user}': {}",
                     principal.as_deref().unwrap_or(""),
                     denied.explanation
-                );
+                )),
+                None => volume_denial(),
+            };
+            if let Some(message) = message {
                 for task in &tasks {
                     framework.send(&update_event(master_status(
                         &task.task_id.value,

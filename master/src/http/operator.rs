@@ -516,3 +516,35 @@ fn read_call_unfiltered(m: &Master, kind: call::Type) -> Option<MasterResponse> 
     }
     Some(response)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_operation_call_without_its_body_or_agent_is_a_400_naming_what_is_missing() {
+        for (kind, field) in [
+            (call::Type::ReserveResources, "reserve_resources"),
+            (call::Type::UnreserveResources, "unreserve_resources"),
+            (call::Type::CreateVolumes, "create_volumes"),
+            (call::Type::DestroyVolumes, "destroy_volumes"),
+            (call::Type::GrowVolume, "grow_volume"),
+            (call::Type::ShrinkVolume, "shrink_volume"),
+        ] {
+            let call = Call {
+                r#type: Some(kind as i32),
+                ..Default::default()
+            };
+            let err = operation_call(call).expect_err("no body");
+            assert_eq!(err.status, StatusCode::BAD_REQUEST);
+            assert!(err.message.contains(field), "{kind:?}: {}", err.message);
+        }
+        let grow = Call {
+            r#type: Some(call::Type::GrowVolume as i32),
+            grow_volume: Some(call::GrowVolume::default()),
+            ..Default::default()
+        };
+        let err = operation_call(grow).expect_err("no agent id");
+        assert!(err.message.contains("'agent_id'"), "{}", err.message);
+    }
+}
